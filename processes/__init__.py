@@ -1,0 +1,1 @@
+"""The three stages of lagmon, each its own OS process."""
