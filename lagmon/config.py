@@ -1,0 +1,517 @@
+"""lagmon configuration: defaults, parse, validate.
+
+- defaults live in the dataclasses below (a field without a default is required);
+- parse turns YAML text into a mapping (syntax errors name the line and column);
+- validate runs one small converter per key, then the cross-key rules.
+
+Every problem is collected and reported together, one per line, as
+``config error: <section>.<key>: <rule> (got <value>)``. A password is never
+printed. Loading a configuration never connects to anything; it only looks at
+the file system (directories of the output paths, the CA file).
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import yaml
+
+MASK = "********"
+PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "GSSAPI", "OAUTHBEARER")
+USER_PASSWORD_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+TLS_PROTOCOLS = ("SSL", "SASL_SSL")
+SASL_PROTOCOLS = ("SASL_PLAINTEXT", "SASL_SSL")
+# librdkafka properties that duplicate a first-class kafka.* key (the passthrough wins).
+LIBRDKAFKA_DUPLICATES = {
+    "bootstrap.servers": "bootstrap_servers", "security.protocol": "security_protocol",
+    "sasl.mechanism": "sasl_mechanism", "sasl.mechanisms": "sasl_mechanism",
+    "sasl.username": "sasl_username", "sasl.password": "sasl_password",
+    "ssl.ca.location": "ssl_ca_location",
+}
+
+
+class ConfigError(Exception):
+    """The configuration is unusable; .errors holds one "config error: ..." line per problem."""
+
+    def __init__(self, errors: list[str]):
+        self.errors = list(errors)
+        super().__init__("\n".join(self.errors))
+
+
+# --------------------------------------------------------------------------- defaults
+
+
+@dataclass(frozen=True)
+class KafkaSettings:
+    bootstrap_servers: str
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: str | None = field(default=None, repr=False)
+    ssl_ca_location: str | None = None
+    request_timeout_seconds: float = 10.0
+    librdkafka: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+
+@dataclass(frozen=True)
+class MonitoringSettings:
+    sample_interval_seconds: float = 60
+    offline_sample_interval_seconds: float = 1800
+    report_interval_seconds: float = 60
+    housekeeping_interval_seconds: float = 900
+    max_entries_per_partition: int = 300
+    max_commit_entries_per_partition: int = 100
+    offline_detection_consecutive_samples: int = 5
+    recovering_minimum_duration_seconds: float = 900
+    online_lag_threshold_seconds: float = 600
+    absent_group_retention_seconds: float = 604800
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    path: str
+
+
+@dataclass(frozen=True)
+class OutputSettings:
+    json_path: str
+
+
+@dataclass(frozen=True)
+class ExcludeSettings:
+    topics: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Config:
+    kafka: KafkaSettings
+    monitoring: MonitoringSettings
+    database: DatabaseSettings
+    output: OutputSettings
+    exclude: ExcludeSettings
+    warnings: tuple[str, ...] = ()
+
+
+# --------------------------------------------------------------------------- converters
+# Each takes the raw YAML value (after ${VAR} expansion) and returns the typed value,
+# or raises Invalid(rule, bad_value). The caller adds "<section>.<key>" and masks secrets.
+
+_NO_VALUE = object()
+
+
+class Invalid(ValueError):
+    def __init__(self, rule: str, value: Any = _NO_VALUE):
+        self.rule, self.value = rule, value
+        super().__init__(rule if value is _NO_VALUE else f"{rule} (got {_show(value)})")
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _kind(value: Any) -> str:
+    names = {bool: "a boolean", int: "an integer", float: "a float", str: "a string",
+             list: "a list", dict: "a mapping", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _string(value: Any) -> str:
+    if not isinstance(value, str):
+        raise Invalid(f"must be a string, not {_kind(value)} (quote it in YAML)", value)
+    return value
+
+
+def _nonempty_string(value: Any) -> str:
+    if not _string(value).strip():
+        raise Invalid("must be a non-empty string", value)
+    return value
+
+
+def _seconds(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise Invalid(f"must be a number of seconds, not {_kind(value)}", value)
+    if not math.isfinite(value):
+        raise Invalid("must be a finite number of seconds", value)
+    return value
+
+
+def positive_seconds(value: Any) -> float:
+    if _seconds(value) <= 0:
+        raise Invalid("must be > 0", value)
+    return value
+
+
+def nonnegative_seconds(value: Any) -> float:
+    if _seconds(value) < 0:
+        raise Invalid("must be >= 0", value)
+    return value
+
+
+def count_at_least(minimum: int) -> Callable[[Any], int]:
+    def convert(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise Invalid(f"must be an integer, not {_kind(value)}", value)
+        if value < minimum:
+            raise Invalid(f"must be >= {minimum}", value)
+        return value
+    convert.__name__ = f"count_at_least_{minimum}"
+    return convert
+
+
+def one_of(options: tuple[str, ...]) -> Callable[[Any], str]:
+    def convert(value: Any) -> str:
+        text = _string(value).strip().upper()
+        if text not in options:
+            raise Invalid(f"must be one of {', '.join(options)}", value)
+        return text
+    return convert
+
+
+def optional(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    return lambda value: None if value is None else convert(value)
+
+
+def bootstrap_servers(value: Any) -> str:
+    """Comma-separated host:port entries; returns them with the blanks around commas removed."""
+    entries = [entry.strip() for entry in _string(value).split(",")]
+    if not value.strip():
+        raise Invalid("must be a non-empty comma-separated list of host:port", value)
+    for entry in entries:
+        host, colon, port = entry.rpartition(":")
+        if not colon or not host or any(c.isspace() for c in host):
+            raise Invalid(f"entry {entry!r} must be host:port", value)
+        if ":" in host and not (host.startswith("[") and host.endswith("]")):
+            raise Invalid(f"entry {entry!r}: write an IPv6 address as [addr]:port", value)
+        if not (port.isdigit() and 1 <= int(port) <= 65535):
+            raise Invalid(f"entry {entry!r} has an invalid port (must be 1..65535)", value)
+    return ",".join(entries)
+
+
+def file_in_existing_directory(value: Any) -> str:
+    path = _nonempty_string(value)
+    if os.path.isdir(path):
+        raise Invalid("must be a file path, not a directory", value)
+    directory = os.path.dirname(path) or "."
+    if not os.path.isdir(directory):
+        raise Invalid(f"directory {directory!r} does not exist", value)
+    return path
+
+
+def patterns(value: Any) -> tuple[str, ...]:
+    """Exact names or shell-style globs (fnmatch)."""
+    if not isinstance(value, list):
+        raise Invalid(f"must be a list of names or shell-style patterns, not {_kind(value)}", value)
+    for index, item in enumerate(value):
+        if not isinstance(item, str) or not item.strip():
+            raise Invalid(f"item {index} must be a non-empty string", item)
+    return tuple(value)
+
+
+def librdkafka_properties(value: Any) -> dict[str, str]:
+    """Any librdkafka property -> scalar; values become strings (booleans "true"/"false")."""
+    if not isinstance(value, dict):
+        raise Invalid(f"must be a mapping of librdkafka property to value, not {_kind(value)}", value)
+    properties = {}
+    for name, item in value.items():
+        if not isinstance(name, str) or not name.strip():
+            raise Invalid("property names must be non-empty strings", name)
+        if isinstance(item, bool):
+            properties[name] = "true" if item else "false"
+        elif isinstance(item, (str, int, float)):
+            properties[name] = str(item)
+        else:
+            rule = f"property {name!r} must be a string, number or boolean, not {_kind(item)}"
+            raise Invalid(rule) if is_secret(name) else Invalid(rule, item)
+    return properties
+
+
+def is_secret(name: str) -> bool:
+    """True for keys whose value must never be shown (sasl_password, librdkafka *password*/*secret*)."""
+    lowered = name.lower()
+    return ("password" in lowered or "secret" in lowered
+            or lowered in ("ssl.key.pem", "sasl.oauthbearer.config"))
+
+
+_REFERENCE = re.compile(r"\$(?:(\$)|\{([^}]*)\}|(\{))")
+_VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def expand(text: str, environ: Mapping[str, str] = os.environ) -> str:
+    """Replace every ${VAR} with the environment's value; "$$" is a literal "$"."""
+    def replace(match: re.Match) -> str:
+        if match.group(1):
+            return "$"
+        if match.group(3):
+            raise Invalid("unterminated '${' (write '$$' for a literal '$')")
+        name = match.group(2)
+        if not _VARIABLE_NAME.fullmatch(name):
+            raise Invalid(f"invalid environment variable name in '${{{name}}}'")
+        if name not in environ:
+            raise Invalid(f"environment variable {name!r} is not set")
+        return environ[name]
+    return _REFERENCE.sub(replace, text)
+
+
+def _expand_all(value: Any) -> Any:
+    if isinstance(value, str):
+        return expand(value)
+    if isinstance(value, list):
+        return [_expand_all(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _expand_all(item) for key, item in value.items()}
+    return value
+
+
+# section name -> (dataclass, {key: converter}); the keys are exactly the dataclass fields.
+SCHEMA: dict[str, tuple[type, dict[str, Callable[[Any], Any]]]] = {
+    "kafka": (KafkaSettings, {
+        "bootstrap_servers": bootstrap_servers,
+        "security_protocol": one_of(PROTOCOLS),
+        "sasl_mechanism": optional(one_of(MECHANISMS)),
+        "sasl_username": optional(_string),
+        "sasl_password": optional(_string),
+        "ssl_ca_location": optional(_string),
+        "request_timeout_seconds": positive_seconds,
+        "librdkafka": librdkafka_properties,
+    }),
+    "monitoring": (MonitoringSettings, {
+        "sample_interval_seconds": positive_seconds,
+        "offline_sample_interval_seconds": positive_seconds,
+        "report_interval_seconds": positive_seconds,
+        "housekeeping_interval_seconds": positive_seconds,
+        "max_entries_per_partition": count_at_least(2),
+        "max_commit_entries_per_partition": count_at_least(2),
+        "offline_detection_consecutive_samples": count_at_least(1),
+        "recovering_minimum_duration_seconds": nonnegative_seconds,
+        "online_lag_threshold_seconds": nonnegative_seconds,
+        "absent_group_retention_seconds": positive_seconds,
+    }),
+    "database": (DatabaseSettings, {"path": file_in_existing_directory}),
+    "output": (OutputSettings, {"json_path": file_in_existing_directory}),
+    "exclude": (ExcludeSettings, {"topics": patterns, "groups": patterns}),
+}
+assert all([f.name for f in dataclasses.fields(cls)] == list(keys) for cls, keys in SCHEMA.values())
+
+
+# --------------------------------------------------------------------------- parse
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that rejects duplicate keys instead of silently keeping the last one."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                if key_node.value in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key_node.value!r}", key_node.start_mark)
+                seen.add(key_node.value)
+        return super().construct_mapping(node, deep)
+
+
+def _read_yaml(text: str, source: str) -> dict:
+    try:
+        data = yaml.load(text, Loader=_Loader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        context = f"{exc.context}: " if exc.context else ""
+        raise ConfigError([f"config error: {source}: {where}invalid YAML: {context}{exc.problem}"]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"config error: {source}: invalid YAML: {exc}"]) from None
+    if data is None:
+        raise ConfigError([f"config error: {source}: file is empty (expected sections: {', '.join(SCHEMA)})"])
+    if not isinstance(data, dict):
+        raise ConfigError([f"config error: {source}: top level must be a mapping of sections "
+                           f"({', '.join(SCHEMA)}), not {_kind(data)}"])
+    return data
+
+
+def load(path: str) -> Config:
+    """Read and validate the YAML file at path; raises ConfigError listing every problem."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except FileNotFoundError:
+        raise ConfigError([f"config error: {path}: file not found"]) from None
+    except OSError as exc:              # a directory, permission denied, ...
+        raise ConfigError([f"config error: {path}: cannot read: {exc.strerror or exc}"]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"config error: {path}: not UTF-8 text (byte {exc.start})"]) from None
+    return parse(text, source=path)
+
+
+def parse(text: str, source: str = "<config>") -> Config:
+    """Validate YAML text; raises ConfigError listing every problem."""
+    data = _read_yaml(text, source)
+    errors: list[str] = []
+    warnings: list[str] = []
+    for name in data:
+        if name not in SCHEMA:
+            errors.append(_unknown(str(name), str(name), list(SCHEMA), "section"))
+    values = {name: _section(name, data.get(name), errors) for name in SCHEMA}
+    if values["monitoring"] is not None:
+        _check_intervals(values["monitoring"], errors)
+    if values["kafka"] is not None:
+        _check_security(values["kafka"], errors, warnings)
+        _check_librdkafka_duplicates(values["kafka"], warnings)
+    _check_relative_paths(values, warnings)
+    if errors:
+        raise ConfigError(errors)
+    sections = {name: SCHEMA[name][0](**values[name]) for name in SCHEMA}
+    return Config(**sections, warnings=tuple(warnings))
+
+
+# --------------------------------------------------------------------------- validate
+
+_FAILED = object()   # the key's own value was invalid (already reported): skip cross-key rules
+
+
+def _line(where: str, rule: str, value: Any = _NO_VALUE, secret: bool = False) -> str:
+    if value is _NO_VALUE:
+        return f"config error: {where}: {rule}"
+    shown = MASK if secret and value not in (None, "") else _show(value)
+    return f"config error: {where}: {rule} (got {shown})"
+
+
+def _unknown(where: str, key: str, known: list[str], kind: str) -> str:
+    close = difflib.get_close_matches(key, known, n=1)
+    homes = [section for section, (_, keys) in SCHEMA.items() if key in keys]
+    if close:
+        hint = f"; did you mean {close[0]!r}?"
+    elif homes:
+        hint = f"; it belongs in section {homes[0]!r} ({homes[0]}.{key})"
+    else:
+        hint = f" (known {kind}s: {', '.join(known)})"
+    return f"config error: {where}: unknown {kind}{hint}"
+
+
+def _default(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return _FAILED
+
+
+def _section(name: str, raw: Any, errors: list[str]) -> dict[str, Any] | None:
+    """{key: typed value, or _FAILED}; None if the section is not a mapping. Null means "defaults"."""
+    cls, converters = SCHEMA[name]
+    raw = {} if raw is None else raw
+    if not isinstance(raw, dict):
+        errors.append(_line(name, f"must be a mapping of keys to values, not {_kind(raw)}", raw))
+        return None
+    for key in raw:
+        if key not in converters:
+            errors.append(_unknown(f"{name}.{key}", str(key), list(converters), "key"))
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        where, raw_value = f"{name}.{f.name}", raw.get(f.name)
+        if raw_value is None:
+            values[f.name] = _default(f)
+            if values[f.name] is _FAILED:
+                errors.append(_line(where, "is required" if f.name in raw else "required key is missing"))
+            continue
+        try:
+            values[f.name] = converters[f.name](_expand_all(raw_value))
+        except Invalid as exc:
+            errors.append(_line(where, exc.rule, exc.value, secret=is_secret(f.name)))
+            values[f.name] = _FAILED
+    return values
+
+
+def _check_intervals(m: dict[str, Any], errors: list[str]) -> None:
+    sample, offline = m["sample_interval_seconds"], m["offline_sample_interval_seconds"]
+    if sample is not _FAILED and offline is not _FAILED and offline < sample:
+        errors.append(_line("monitoring.offline_sample_interval_seconds",
+                            f"must be >= monitoring.sample_interval_seconds ({sample})", offline))
+
+
+def _check_security(k: dict[str, Any], errors: list[str], warnings: list[str]) -> None:
+    """The spec's SASL/TLS note: what is required, and what is set but ignored."""
+    protocol, mechanism = k["security_protocol"], k["sasl_mechanism"]
+    if protocol is _FAILED:
+        return
+    credentials = ("sasl_username", "sasl_password")
+    given = [key for key in credentials if k[key] not in (None, "", _FAILED)]
+    if protocol in SASL_PROTOCOLS and mechanism is None:
+        errors.append(_line("kafka.sasl_mechanism", f"is required when security_protocol is {protocol} "
+                            f"(one of {', '.join(MECHANISMS)})", None))
+    elif protocol in SASL_PROTOCOLS and mechanism in USER_PASSWORD_MECHANISMS:
+        for key in credentials:
+            if k[key] in (None, ""):
+                errors.append(_line(f"kafka.{key}", f"is required when sasl_mechanism is {mechanism}", k[key]))
+    elif protocol in SASL_PROTOCOLS and mechanism is not _FAILED and given:
+        warnings.append(f"{_names(given)} set but not used by sasl_mechanism {mechanism}; ignored")
+    elif protocol not in SASL_PROTOCOLS:
+        unused = [key for key in ("sasl_mechanism", *credentials) if k[key] not in (None, "", _FAILED)]
+        if unused:
+            text = f"{_names(unused)} set but security_protocol is {protocol} (no SASL), so ignored"
+            if len(given) == 1:
+                missing = "sasl_password" if given == ["sasl_username"] else "sasl_username"
+                text += f"; the SASL credentials are also incomplete (kafka.{missing} is missing)"
+            warnings.append(text)
+    _check_ca(protocol, k["ssl_ca_location"], errors, warnings)
+
+
+def _check_ca(protocol: str, ca: Any, errors: list[str], warnings: list[str]) -> None:
+    if ca is _FAILED:
+        return
+    if protocol in TLS_PROTOCOLS and not ca:
+        errors.append(_line("kafka.ssl_ca_location", f"is required when security_protocol is {protocol}", ca))
+    elif protocol in TLS_PROTOCOLS and not os.path.isfile(ca):
+        errors.append(_line("kafka.ssl_ca_location", "file does not exist", ca))
+    elif protocol not in TLS_PROTOCOLS and ca:
+        warnings.append(f"kafka.ssl_ca_location set but security_protocol is {protocol} (no TLS), so ignored")
+
+
+def _check_librdkafka_duplicates(k: dict[str, Any], warnings: list[str]) -> None:
+    if k["librdkafka"] is _FAILED:
+        return
+    for name in k["librdkafka"]:
+        if name in LIBRDKAFKA_DUPLICATES:
+            key = LIBRDKAFKA_DUPLICATES[name]
+            warnings.append(f"kafka.librdkafka property {name!r} overrides kafka.{key}")
+
+
+def _check_relative_paths(values: dict[str, Any], warnings: list[str]) -> None:
+    for section, key in (("database", "path"), ("output", "json_path")):
+        path = (values[section] or {}).get(key, _FAILED)
+        if isinstance(path, str) and not os.path.isabs(path):
+            warnings.append(f"{section}.{key} {path!r} is relative: each lagmon process resolves it "
+                            "against its own working directory")
+
+
+def _names(keys: list[str]) -> str:
+    return ", ".join(f"kafka.{key}" for key in keys)
+
+
+# --------------------------------------------------------------------------- show
+
+
+def masked(cfg: Config) -> dict:
+    """The effective configuration (defaults filled in) as plain data, secrets replaced by MASK."""
+    out: dict[str, dict[str, Any]] = {}
+    for name in SCHEMA:
+        section = getattr(cfg, name)
+        plain: dict[str, Any] = {}
+        for f in dataclasses.fields(section):
+            value = getattr(section, f.name)
+            if isinstance(value, tuple):
+                value = list(value)
+            elif isinstance(value, Mapping):
+                value = {key: MASK if is_secret(key) else item for key, item in value.items()}
+            elif is_secret(f.name) and value is not None:
+                value = MASK
+            plain[f.name] = value
+        out[name] = plain
+    return out
