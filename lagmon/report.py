@@ -1,0 +1,265 @@
+"""Build the JSON lag report (pure) and write it atomically.
+
+The report format is the spec's "Output Format":
+
+    {"generated_at": "2026-02-18T12:00:00Z",
+     "consumers": [{"group_id", "topic", "lag_seconds", "lag_display",
+                    "worst_partition", "status", "data_resolution",
+                    "partitions_monitored", "calculated_at",
+                    "lag_lower_bound"}, ...],
+     "monitor": {...}}            # only when the caller passes one
+
+Guarantees: ``lag_seconds`` is always a non-negative int (None, NaN and
+negative values become 0, infinities and absurd values are capped at
+MAX_LAG_SECONDS); ``worst_partition`` is null when the lag is 0; times are
+ISO-8601 UTC with second precision and a ``Z``; consumers are ordered by
+largest lag first, then group_id, then topic.
+
+Nothing here reads the database or the clock: callers pass ``generated_at``
+and ``now``.  ``write_atomic`` never lets a reader see a partial or empty
+file: temp file in the same directory, fsync, chmod, os.replace, fsync of
+the directory, temp file removed on any error.
+"""
+
+from __future__ import annotations
+
+import errno
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
+
+import orjson
+
+# ~68 years: more than "now - 1970" for decades to come, and fits an int32
+# for consumers that parse the JSON into 32-bit ints.
+MAX_LAG_SECONDS = 2**31 - 1
+
+STATUSES = ("online", "offline", "recovering")
+RESOLUTIONS = ("fine", "coarse")
+
+# Staleness rule of the monitor section: the sampler must have completed a
+# sample within this many sample intervals.
+STALE_AFTER_INTERVALS = 3
+
+_UNITS = ((86400, "day"), (3600, "hour"), (60, "minute"))
+
+
+def lag_display(seconds: int) -> str:
+    """Human-readable lag, floored to the largest whole unit.
+
+    < 60 -> "< 1 minute"; then "1 minute"/"N minutes", "1 hour"/"N hours",
+    "1 day"/"N days".  Negative input is treated like 0.
+    """
+    s = int(seconds)
+    for size, unit in _UNITS:
+        if s >= size:
+            n = s // size
+            return f"1 {unit}" if n == 1 else f"{n} {unit}s"
+    return "< 1 minute"
+
+
+def iso_utc(ts: float) -> str:
+    """Epoch seconds -> "2026-02-18T12:00:00Z" (UTC, truncated to the second)."""
+    if ts is None or not math.isfinite(ts):
+        raise ValueError(f"iso_utc: timestamp must be a finite number (got {ts!r})")
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(math.floor(ts)))
+
+
+def _iso_or_none(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    try:
+        return iso_utc(ts)
+    except (ValueError, OverflowError, OSError, TypeError):
+        return None
+
+
+def coerce_lag(value: Any) -> int:
+    """Any lag value -> int in [0, MAX_LAG_SECONDS]; None/NaN/negative -> 0."""
+    if value is None:
+        return 0
+    try:
+        f = float(value)
+    except (TypeError, ValueError, OverflowError):
+        # e.g. an int too large for a float: certainly beyond the cap
+        if isinstance(value, int) and value > 0:
+            return MAX_LAG_SECONDS
+        return 0
+    if math.isnan(f) or f <= 0:
+        return 0
+    if f >= MAX_LAG_SECONDS:
+        return MAX_LAG_SECONDS
+    return int(round(f))
+
+
+@dataclass(frozen=True)
+class ConsumerRow:
+    group_id: str
+    topic: str
+    lag_seconds: int
+    worst_partition: int | None
+    status: str  # "online" | "offline" | "recovering"
+    data_resolution: str  # "fine" | "coarse"
+    partitions_monitored: int
+    calculated_at: float
+    lag_lower_bound: bool = False
+
+
+def _consumer(row: ConsumerRow, generated_at: float) -> dict:
+    lag = coerce_lag(row.lag_seconds)
+    status = str(row.status).lower()
+    if status not in STATUSES:
+        raise ValueError(
+            f"report: status of {row.group_id}/{row.topic} must be one of "
+            f"{', '.join(STATUSES)} (got {row.status!r})"
+        )
+    resolution = str(row.data_resolution).lower()
+    if resolution not in RESOLUTIONS:
+        raise ValueError(
+            f"report: data_resolution of {row.group_id}/{row.topic} must be "
+            f"fine or coarse (got {row.data_resolution!r})"
+        )
+    worst = row.worst_partition
+    worst = int(worst) if (worst is not None and lag > 0) else None
+    calculated = _iso_or_none(row.calculated_at) or iso_utc(generated_at)
+    return {
+        "group_id": str(row.group_id),
+        "topic": str(row.topic),
+        "lag_seconds": lag,
+        "lag_display": lag_display(lag),
+        "worst_partition": worst,
+        "status": status,
+        "data_resolution": resolution,
+        "partitions_monitored": int(row.partitions_monitored or 0),
+        "calculated_at": calculated,
+        "lag_lower_bound": bool(row.lag_lower_bound) and lag > 0,
+    }
+
+
+def build_report(
+    rows: Iterable[ConsumerRow], *, generated_at: float, monitor: dict | None = None
+) -> dict:
+    """The report dict: generated_at, consumers (sorted), and monitor if given.
+
+    A row whose calculated_at is missing or not finite gets generated_at.
+    Raises ValueError for a status or data_resolution outside the spec's values.
+    """
+    consumers = [_consumer(r, generated_at) for r in rows]
+    consumers.sort(key=lambda c: (-c["lag_seconds"], c["group_id"], c["topic"]))
+    report: dict = {"generated_at": iso_utc(generated_at), "consumers": consumers}
+    if monitor is not None:
+        report["monitor"] = monitor
+    return report
+
+
+def _field(obj: Any, name: str) -> Any:
+    if isinstance(obj, Mapping):
+        return obj.get(name)
+    return getattr(obj, name, None)
+
+
+def build_monitor(stages: Mapping[str, Any], *, now: float, sample_interval: float) -> dict:
+    """Self-health section from store.stage_states().
+
+    stale is True when the sampler has not completed a sample within
+    STALE_AFTER_INTERVALS * sample_interval seconds of ``now`` (no sampler row,
+    or no success ever, is stale too); then "stale_reason" says why.
+    """
+    out_stages = {}
+    for name in sorted(stages):
+        st = stages[name]
+        pid = _field(st, "pid")
+        out_stages[name] = {
+            "pid": int(pid) if pid is not None else None,
+            "started_at": _iso_or_none(_field(st, "started_at")),
+            "heartbeat_at": _iso_or_none(_field(st, "heartbeat_at")),
+            "last_success": _iso_or_none(_field(st, "last_success")),
+            "last_error": _field(st, "last_error"),
+            "last_error_at": _iso_or_none(_field(st, "last_error_at")),
+        }
+
+    limit = STALE_AFTER_INTERVALS * sample_interval
+    reason = None
+    sampler = stages.get("sampler")
+    if sampler is None:
+        reason = "the sampler has never run (no heartbeat recorded)"
+    else:
+        last_success = _field(sampler, "last_success")
+        last_error = _field(sampler, "last_error")
+        last_error_at = _field(sampler, "last_error_at")
+        if last_success is not None and (last_error_at is None or last_error_at < last_success):
+            last_error = None  # the store keeps the last error after a recovery: it is history
+        if last_success is None:
+            reason = "the sampler has not completed a sample yet"
+            if last_error:
+                reason += f" (last error: {last_error})"
+        elif now - last_success > limit:
+            age = coerce_lag(now - last_success)
+            reason = (
+                f"the sampler's last completed sample was {lag_display(age)} ago "
+                f"({age} s), more than {STALE_AFTER_INTERVALS} sample intervals "
+                f"({limit:g} s)"
+            )
+            if last_error:
+                reason += f"; last error: {last_error}"
+
+    monitor: dict = {"stale": reason is not None}
+    if reason is not None:
+        monitor["stale_reason"] = reason
+    monitor["stages"] = out_stages
+    return monitor
+
+
+def _fsync_dir(directory: str) -> None:
+    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    except OSError as exc:  # some filesystems cannot fsync a directory
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: str, data: bytes, mode: int = 0o644) -> None:
+    """Replace ``path`` with ``data`` so that readers see the old or the new
+    content, never a partial or empty file.  The temp file lives in the same
+    directory (same filesystem, so os.replace is atomic) and is removed on
+    any error; the original file is then left untouched."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(
+        dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp"
+    )
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fsync(fd)
+            os.fchmod(fd, mode)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_dir(directory)
+
+
+def dumps_report(report: dict) -> bytes:
+    """Serialize the report (indented, trailing newline)."""
+    return orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
+
+
+def write_report(path: str, report: dict) -> None:
+    """Serialize with orjson, then write_atomic (nothing is written if
+    serialization fails)."""
+    write_atomic(path, dumps_report(report))
