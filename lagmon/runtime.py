@@ -1,0 +1,320 @@
+"""Run one lagmon stage (sampler, reporter, housekeeper) as a long-lived process.
+
+A stage is a ``step(now) -> seconds-until-next-run | None`` function.  This
+module owns everything around it: argument parsing, logging, loading the
+config, opening the store, signals, the monotonic schedule, heartbeats and
+error backoff.  processes/*.py only build the step (``make_step``).
+
+Usage of a stage process::
+
+    lagmon-<stage> --config PATH [--debug] [--once]
+
+Exit codes:
+
+    0    stopped cleanly (SIGTERM/SIGINT), or the --once step succeeded
+    1    the --once step failed (or building the step failed)
+    2    configuration error (each error printed on stderr; also bad arguments)
+    3    database error (cannot open/create/migrate the SQLite file)
+    128+N  a second signal N arrived while stopping: exit at once (143 = SIGTERM)
+
+A step may raise ``Fatal(message, code)`` to stop the process at once with
+that code (e.g. ``Fatal("...", EXIT_CONFIG)`` for a problem only found at run
+time).  Any other exception from a step is logged once per outage, recorded
+in the stage's heartbeat row and retried with exponential backoff (1 s, 2 s,
+4 s ... capped at min(interval, 60)); the process never crashes on it.
+
+Signals: the first SIGTERM or SIGINT only sets a flag and wakes the waiting
+loop; the loop finishes the current step and exits 0.  A second signal exits
+immediately with ``os._exit(128 + signum)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import math
+import os
+import signal
+import sys
+import threading
+import time
+from typing import Any, Callable
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_CONFIG = 2
+EXIT_DATABASE = 3
+
+BACKOFF_START = 1.0
+BACKOFF_MAX = 60.0
+
+LOG_FORMAT = "%(asctime)s %(levelname)s lagmon.{stage} %(message)s"
+
+Step = Callable[[float], "float | None"]
+
+
+class Fatal(Exception):
+    """Raised by a step to end the process at once with ``code``."""
+
+    def __init__(self, message: str, code: int = EXIT_FAILED):
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+# --------------------------------------------------------------------------- logging / args
+
+
+_handler: logging.Handler | None = None
+
+
+def setup_logging(stage: str, debug: bool) -> logging.Logger:
+    """Log to stderr (supervisord keeps one log per stage); INFO, or DEBUG with
+    --debug.  Configures the root logger, so lagmon.kafka etc. share the format.
+    Calling it again replaces the handler it installed before."""
+    global _handler
+    root = logging.getLogger()
+    if _handler is not None:
+        root.removeHandler(_handler)
+    _handler = logging.StreamHandler(sys.stderr)
+    _handler.setFormatter(logging.Formatter(LOG_FORMAT.format(stage=stage)))
+    root.addHandler(_handler)
+    root.setLevel(logging.DEBUG if debug else logging.INFO)
+    return logging.getLogger(f"lagmon.{stage}")
+
+
+def parse_args(stage: str, argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog=f"lagmon-{stage}", description=f"Run the lagmon {stage} stage."
+    )
+    p.add_argument("--config", required=True, metavar="PATH", help="YAML config file")
+    p.add_argument("--debug", action="store_true", help="log at DEBUG level")
+    p.add_argument("--once", action="store_true", help="run one step and exit (0 ok, 1 failed)")
+    return p.parse_args(argv)
+
+
+# --------------------------------------------------------------------------- signals
+
+
+class StopFlag:
+    """Set by the first SIGTERM/SIGINT; the loop waits on it between steps."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.signum: int | None = None
+        self._count = 0
+        self._previous: dict[int, Any] = {}
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def set(self, signum: int | None = None) -> None:
+        if self.signum is None:
+            self.signum = signum
+        self._event.set()
+
+    def wait(self, timeout: float) -> bool:
+        """Sleep up to ``timeout`` seconds; True as soon as a stop is requested."""
+        return self._event.wait(min(max(0.0, timeout), threading.TIMEOUT_MAX))
+
+    def handle(self, signum: int, frame: Any = None) -> None:
+        """Signal handler: only sets the flag; the second signal exits at once.
+        (No logging here: the logging stream may be mid-write in this thread.)"""
+        self._count += 1
+        if self._count >= 2:
+            try:
+                os.write(2, f"lagmon: second signal {signum}, exiting now\n".encode())
+            finally:
+                os._exit(128 + signum)
+        self.set(signum)
+
+    def install(self, signums: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT)) -> None:
+        """Install ``handle`` for the signals (main thread only)."""
+        for s in signums:
+            self._previous[s] = signal.signal(s, self.handle)
+
+    def restore(self) -> None:
+        for s, old in self._previous.items():
+            signal.signal(s, old if old is not None else signal.SIG_DFL)
+        self._previous.clear()
+
+
+def _signame(signum: int | None) -> str:
+    try:
+        return signal.Signals(signum).name  # type: ignore[arg-type]
+    except (ValueError, TypeError):
+        return str(signum)
+
+
+# --------------------------------------------------------------------------- loop
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class _Heartbeat:
+    """store.heartbeat that never raises; its own failures logged once per outage."""
+
+    def __init__(self, stage: str, store: Any, log: logging.Logger, started_at: float, interval: float):
+        self.stage, self.store, self.log = stage, store, log
+        self.started_at, self.interval = started_at, interval
+        self.pid = os.getpid()
+        self.failing: str | None = None
+
+    def __call__(self, at: float, success: bool, error: str | None = None) -> None:
+        try:
+            self.store.heartbeat(
+                self.stage, pid=self.pid, started_at=self.started_at, at=at,
+                interval=self.interval, success=success, error=error,
+            )
+        except Exception as exc:  # noqa: BLE001 - the loop must go on
+            msg = _describe(exc)
+            if msg != self.failing:
+                self.log.warning("could not record heartbeat: %s", msg)
+            self.failing = msg
+        else:
+            if self.failing is not None:
+                self.log.info("heartbeat recorded again")
+            self.failing = None
+
+
+def run_stage(
+    stage: str,
+    step: Step,
+    *,
+    interval: float,
+    store: Any,
+    once: bool,
+    stop: StopFlag,
+    clock: Callable[[], float] = time.monotonic,
+    wall: Callable[[], float] = time.time,
+) -> int:
+    """Call ``step(wall())`` on a monotonic schedule until ``stop`` is set.
+
+    The next run is due ``delay`` seconds after the START of the previous one
+    (delay = the step's return value, or ``interval`` when it returns None),
+    so the schedule does not drift; an overrunning step is followed at once
+    by the next.  A failed step is retried after 1 s, 2 s, 4 s ... (capped at
+    min(interval, 60)) counted from the END of the failed step.  Returns the
+    exit code (see the module docstring).
+    """
+    log = logging.getLogger(f"lagmon.{stage}")
+    heartbeat = _Heartbeat(stage, store, log, wall(), interval)
+    backoff_cap = max(0.0, min(float(interval), BACKOFF_MAX))
+    failures = 0
+    outage: str | None = None  # message of the error being repeated, if any
+
+    while not stop.is_set():
+        started = clock()
+        try:
+            delay = step(wall())
+        except Fatal as exc:
+            log.error("fatal: %s (exit %d)", exc.message, exc.code)
+            heartbeat(wall(), False, f"fatal: {exc.message}")
+            return exc.code
+        except Exception as exc:  # noqa: BLE001 - a step must never kill the stage
+            failed_at = clock()
+            failures += 1
+            msg = _describe(exc)
+            wait = min(BACKOFF_START * 2 ** min(failures - 1, 30), backoff_cap)
+            if once:
+                log.error("step failed: %s", msg)
+            elif msg != outage:
+                log.error(
+                    "step failed: %s; retrying in %g s, backing off up to %g s",
+                    msg, wait, backoff_cap,
+                )
+            else:
+                log.debug("step failed again (%d): %s", failures, msg)
+            log.debug("traceback of the failed step", exc_info=exc)
+            outage = msg
+            heartbeat(wall(), False, msg)
+            if once:
+                return EXIT_FAILED
+            remaining = failed_at + wait - clock()  # backoff counts from the failure
+            if remaining > 0:
+                stop.wait(remaining)
+            continue
+
+        if outage is not None:
+            log.info("recovered: step succeeded after %d failed attempt(s)", failures)
+            outage, failures = None, 0
+        heartbeat(wall(), True)
+        if once:
+            return EXIT_OK
+
+        if delay is None:
+            delay = interval
+        try:
+            delay = float(delay)
+        except (TypeError, ValueError):
+            log.warning("step returned %r instead of seconds; using %g s", delay, interval)
+            delay = float(interval)
+        if not math.isfinite(delay):
+            delay = float(interval)
+        remaining = started + max(0.0, delay) - clock()
+        if remaining > 0:
+            stop.wait(remaining)
+
+    log.info("stopping on %s", _signame(stop.signum) if stop.signum else "request")
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- main
+
+
+MakeStep = Callable[[Any, Any, logging.Logger], "tuple[Step, float]"]
+
+
+def stage_main(stage: str, make_step: MakeStep, argv: list[str] | None = None) -> int:
+    """Thin main for processes/<stage>.py; returns the exit code.
+
+    make_step(cfg, store, logger) -> (step, interval) should only build
+    objects (no network I/O); it may raise Fatal.
+    """
+    args = parse_args(stage, argv)
+    log = setup_logging(stage, args.debug)
+    config = importlib.import_module("lagmon.config")
+    store_mod = importlib.import_module("lagmon.store")
+
+    try:
+        cfg = config.load(args.config)
+    except config.ConfigError as exc:
+        for line in getattr(exc, "errors", None) or [str(exc)]:
+            print(line, file=sys.stderr)
+        return EXIT_CONFIG
+    for warning in cfg.warnings:
+        log.warning("%s", warning)
+
+    try:
+        store = store_mod.Store(cfg.database.path)
+    except store_mod.StoreError as exc:
+        print(f"database error: {exc}", file=sys.stderr)
+        return EXIT_DATABASE
+
+    stop = StopFlag()
+    try:
+        try:
+            step, interval = make_step(cfg, store, log)
+        except Fatal as exc:
+            log.error("fatal: %s (exit %d)", exc.message, exc.code)
+            return exc.code
+        except Exception as exc:  # noqa: BLE001
+            log.error("could not start the %s: %s", stage, _describe(exc))
+            log.debug("traceback", exc_info=exc)
+            return EXIT_FAILED
+        stop.install()
+        log.info(
+            "started %s (pid %d, config %s, interval %g s%s)",
+            stage, os.getpid(), args.config, interval, ", once" if args.once else "",
+        )
+        return run_stage(stage, step, interval=interval, store=store, once=args.once, stop=stop)
+    finally:
+        stop.restore()
+        try:
+            store.close()
+        except Exception as exc:  # noqa: BLE001
+            log.warning("closing the database failed: %s", _describe(exc))
