@@ -1,0 +1,108 @@
+"""Which history rows to keep (pure, no I/O).
+
+Rows are ``(offset, first_seen, last_seen)``, oldest first. Interpolating between two
+kept rows errs by at most the time gap between them, and the lag of any offset in that
+gap is at least the age of the newer row. Keeping gaps <= r * age therefore bounds the
+relative error of a lag by r (time-lag.md, "Keeping days of history"): spacing grows
+geometrically with age. The newest rows and the oldest row are always kept, the latter
+so that the history span (and so the lag of long-offline groups) is never cut short.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from typing import Optional, Sequence
+
+Row = tuple[int, float, float]
+
+__all__ = ["keep_indexes", "newest_kept", "spacing_ratio"]
+
+
+def newest_kept(max_entries: int) -> int:
+    """How many of the newest rows are always kept."""
+    return min(max(2, max_entries // 10), max_entries - 1)
+
+
+def _walk(first: Sequence[float], last: Sequence[float], start: int, ref: float, r: float,
+          limit: int) -> Optional[list[int]]:
+    """Indexes kept below ``start`` (exclusive) walking older with allowed gap r * age,
+    always ending at 0; None as soon as more than ``limit`` would be needed."""
+    kept: list[int] = []
+    cur = start
+    while cur > 0:
+        age = max(0.0, ref - first[cur])
+        target = first[cur] - r * age if math.isfinite(r) else -math.inf
+        # oldest j < cur whose last_seen is within the allowed gap of cur's first_seen
+        j = bisect.bisect_left(last, target, 0, cur)
+        if j >= cur:
+            j = cur - 1  # the next older row is already too far: it must stay
+        kept.append(j)
+        if len(kept) > limit:
+            return None
+        cur = j
+    return kept
+
+
+def _prefix_max(values: Sequence[float]) -> list[float]:
+    out, m = [], -math.inf
+    for v in values:
+        m = v if v > m else m
+        out.append(m)
+    return out
+
+
+def spacing_ratio(rows: Sequence[Row], max_entries: int, *, now: Optional[float] = None) -> float:
+    """The smallest ratio r (found by bisection) whose thinning fits in max_entries; 0.0 when all fit."""
+    return _solve(rows, max_entries, now)[0]
+
+
+def _solve(rows: Sequence[Row], max_entries: int, now: Optional[float]) -> tuple[float, set[int]]:
+    if max_entries < 2:
+        raise ValueError(f"max_entries must be >= 2 (got {max_entries})")
+    n = len(rows)
+    if n <= max_entries:
+        return 0.0, set(range(n))
+    k = newest_kept(max_entries)
+    start = n - k
+    first = [float(r[1]) for r in rows]
+    # bisect needs a non-decreasing key; clock steps backwards must not break it
+    last = _prefix_max([float(r[2]) for r in rows])
+    ref = last[-1]
+    if now is not None and math.isfinite(now):
+        ref = max(ref, float(now))
+    limit = max_entries - k  # rows left for the walk, including the oldest one
+
+    def fits(r: float) -> Optional[list[int]]:
+        return _walk(first, last, start, ref, r, limit)
+
+    hi = 1.0 / 64
+    best = fits(hi)
+    while best is None and hi < 1e12:
+        hi *= 2
+        best = fits(hi)
+    if best is None:
+        hi, best = math.inf, fits(math.inf)
+        assert best is not None  # one jump to the oldest row always fits
+    else:
+        lo = 0.0
+        for _ in range(48):
+            mid = (lo + hi) / 2
+            got = fits(mid)
+            if got is None:
+                lo = mid
+            else:
+                hi, best = mid, got
+            if hi - lo <= 1e-6 * hi:
+                break
+    return hi, set(range(start, n)) | set(best)
+
+
+def keep_indexes(rows: Sequence[Row], max_entries: int, *, now: Optional[float] = None) -> set[int]:
+    """Indexes of ``rows`` (oldest first) to keep: at most ``max_entries`` (>= 2) of them.
+
+    All rows when they fit; otherwise the newest ``newest_kept(max_entries)`` rows, the
+    oldest row, and between them rows whose spacing grows in proportion to their age
+    (age measured from ``now``, default the newest row's last_seen). Deterministic.
+    """
+    return _solve(rows, max_entries, now)[1]

@@ -1,0 +1,357 @@
+"""lagmon.timelag: interpolation of committed offsets in a head history.
+
+Histories are simulated from message append times, so the true append time of
+every message is known: the estimate must lie in the same bracket as the truth.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from types import SimpleNamespace
+
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from lagmon.timelag import (
+    Bracket,
+    GroupLag,
+    PartitionLag,
+    anchor_candidates,
+    append_time,
+    evaluation_time,
+    group_lag,
+    history_bracket,
+    partition_lag,
+)
+
+T0 = 1_700_000_000.0
+PROPS = settings(max_examples=150, deadline=None)
+
+
+# ---------------------------------------------------------------- helpers
+
+@dataclass
+class History:
+    base: int                 # head at the first sample: messages < base were appended before it
+    samples: list[float]      # sample times, strictly increasing
+    msg_times: list[float]    # append time of message base + i
+    rows: list[tuple[int, float, float]]  # collapsed head rows, oldest first
+
+    @property
+    def newest(self) -> int:
+        return self.rows[-1][0]
+
+    def true_time(self, c: int) -> float:
+        return self.msg_times[c - self.base]
+
+
+def build_history(base: int, samples: list[float], msg_times: list[float]) -> History:
+    rows: list[list] = []
+    i = 0
+    for s in samples:
+        while i < len(msg_times) and msg_times[i] <= s:
+            i += 1
+        head = base + i
+        if rows and rows[-1][0] == head:
+            rows[-1][2] = s
+        else:
+            rows.append([head, s, s])
+    return History(base, samples, msg_times, [tuple(r) for r in rows])
+
+
+@st.composite
+def histories(draw, max_samples: int = 25, max_burst: int = 20) -> History:
+    base = draw(st.integers(0, 10_000))
+    n = draw(st.integers(1, max_samples))
+    gaps = draw(st.lists(st.floats(0.5, 7200.0), min_size=n - 1, max_size=n - 1))
+    samples = [T0]
+    for g in gaps:
+        samples.append(samples[-1] + g)
+    rnd = draw(st.randoms(use_true_random=False))
+    msg_times: list[float] = []
+    for lo, hi in zip(samples, samples[1:]):
+        burst = draw(st.sampled_from([0, 0, 1, 2, 5, max_burst]))
+        after = math.nextafter(lo, math.inf)   # appended strictly after sample lo, at or before hi
+        msg_times.extend(sorted(max(after, lo + (hi - lo) * (1.0 - rnd.random())) for _ in range(burst)))
+    return build_history(base, samples, msg_times)
+
+
+def lag_input(rows, c, *, anchors=(), commit_first=None, commit_last=None, partition=0):
+    """A duck-typed store.LagInput built from a whole history (via history_bracket)."""
+    b = history_bracket(rows, list(anchors), c)
+    last = rows[-1][2] if rows else T0
+    return SimpleNamespace(group_id="g", topic="t", partition=partition, committed=c,
+                           commit_first_seen=last - 60.0 if commit_first is None else commit_first,
+                           commit_last_seen=last if commit_last is None else commit_last,
+                           **b._asdict())
+
+
+def lag(rows, c, now, **kw) -> PartitionLag:
+    res = partition_lag(lag_input(rows, c, **kw), now)
+    assert res is not None
+    return res
+
+
+def offsets_to_probe(h: History) -> range:
+    return range(max(0, h.base - 3), h.newest + 3)
+
+
+def sane(p: PartitionLag) -> None:
+    assert math.isfinite(p.seconds) and p.seconds >= 0
+    assert math.isfinite(p.at)
+
+
+# ---------------------------------------------------------------- append_time
+
+points = st.tuples(st.integers(-50, 50), st.floats(0, 1e6, allow_nan=False))
+
+
+@PROPS
+@given(c=st.integers(-20, 20), below=st.lists(points, max_size=6), above=st.lists(points, max_size=6))
+def test_append_time_within_bracket_times(c, below, above):
+    below = [p for p in below if p[0] <= c]
+    above = [p for p in above if p[0] > c]
+    if not above:
+        with pytest.raises(ValueError):
+            append_time(c, below, above)
+        return
+    t, lower = append_time(c, below, above)
+    assert math.isfinite(t)
+    b = min(above, key=lambda p: (p[0], p[1]))
+    if not below:
+        assert (t, lower) == (b[1], True)
+        return
+    a = max(below, key=lambda p: (p[0], p[1]))
+    assert lower is False
+    assert min(a[1], b[1]) <= t <= max(a[1], b[1])
+
+
+def test_append_time_interpolates_linearly():
+    assert append_time(15, [(10, 100.0)], [(20, 200.0)]) == (150.0, False)
+    assert append_time(10, [(10, 100.0)], [(20, 200.0)]) == (100.0, False)
+    # ties: A takes the latest time, B the earliest
+    assert append_time(10, [(10, 90.0), (10, 100.0), (5, 1.0)], [(11, 130.0), (11, 120.0), (30, 999.0)]) == (
+        100.0, False)
+
+
+def test_append_time_ignores_wrong_side_and_nan_candidates():
+    t, lower = append_time(10, [(10, 100.0), (12, 5.0), (9, math.nan)], [(20, 200.0), (10, 0.0), (15, math.inf)])
+    assert (t, lower) == (100.0, False)
+    assert append_time(5, [], [(7, 70.0)]) == (70.0, True)
+    with pytest.raises(ValueError):
+        append_time(5, [(5, 1.0)], [])
+
+
+def test_append_time_clamps_inconsistent_anchor_times():
+    # an anchor (CreateTime from a skewed producer) later than the upper head point
+    t, _ = append_time(10, [(10, 500.0)], [(20, 200.0)])
+    assert t == 500.0
+    t, _ = append_time(15, [(10, 500.0)], [(20, 200.0)])
+    assert 200.0 <= t <= 500.0
+
+
+def test_anchor_candidates():
+    assert anchor_candidates(10, [(10, 5.0), None]) == ([(10, 5.0)], [(11, 5.0)])
+    assert anchor_candidates(10, [(7, 5.0), (12, 9.0)]) == ([(7, 5.0)], [(13, 9.0)])
+
+
+# ---------------------------------------------------------------- evaluation time
+
+def test_evaluation_time():
+    assert evaluation_time(100.0, 160.0, 1000.0) == 1000.0   # static commit: still static now
+    assert evaluation_time(160.0, 160.0, 1000.0) == 160.0    # just advanced: the sample time
+    assert evaluation_time(2000.0, 2000.0, 1000.0) == 1000.0  # never later than now
+
+
+def test_static_commit_lag_grows_with_now():
+    rows = [(0, T0, T0), (100, T0 + 60, T0 + 60)]
+    first = lag(rows, 50, T0 + 1000, commit_first=T0 + 60, commit_last=T0 + 120)
+    later = lag(rows, 50, T0 + 5000, commit_first=T0 + 60, commit_last=T0 + 120)
+    assert first.seconds == pytest.approx(1000 - 30)
+    assert later.seconds == pytest.approx(5000 - 30)
+
+
+def test_advanced_commit_is_evaluated_at_its_sample_time():
+    rows = [(0, T0, T0), (100, T0 + 60, T0 + 60)]
+    p = lag(rows, 50, T0 + 5000, commit_first=T0 + 120, commit_last=T0 + 120)
+    assert p.at == T0 + 120
+    assert p.seconds == pytest.approx(90)
+
+
+# ---------------------------------------------------------------- properties on whole histories
+
+@PROPS
+@given(h=histories(), extra=st.floats(0, 86_400))
+def test_never_negative_nan_and_truth_in_the_same_bracket(h, extra):
+    now = h.samples[-1] + extra
+    for c in offsets_to_probe(h):
+        p = lag(h.rows, c, now)
+        sane(p)
+        assert p.at == now
+        if c >= h.newest:
+            assert p.seconds == 0 and not p.lower_bound
+            continue
+        b = history_bracket(h.rows, [], c)
+        t_star = now - p.seconds
+        if c < h.base:
+            assert p.lower_bound
+            assert p.seconds == pytest.approx(now - h.rows[0][1])   # lower bound: now - oldest
+            assert b.oldest_head == (h.rows[0][0], h.rows[0][1])
+            continue
+        assert not p.lower_bound
+        t_a, t_b = b.head_below[1], b.head_above[1]
+        assert t_a < h.true_time(c) <= t_b                 # the simulation's truth
+        assert t_a - 1e-6 <= t_star <= t_b + 1e-6          # the estimate: same bracket
+
+
+@PROPS
+@given(h=histories(), extra=st.floats(0, 86_400), use_anchors=st.booleans(), data=st.data())
+def test_monotone_smaller_offset_never_less_lag(h, extra, use_anchors, data):
+    anchors = []
+    if use_anchors and h.msg_times:
+        picks = data.draw(st.lists(st.integers(0, len(h.msg_times) - 1), max_size=5))
+        anchors = [(h.base + i, h.msg_times[i]) for i in picks]   # exact message timestamps
+    now = h.samples[-1] + extra
+    lags = [lag(h.rows, c, now, anchors=anchors).seconds for c in offsets_to_probe(h)]
+    for older, newer in zip(lags, lags[1:]):
+        assert older >= newer - 1e-6
+
+
+@PROPS
+@given(h=histories(), extra=st.floats(0, 86_400))
+def test_exact_at_snapshot_points(h, extra):
+    """c == a row's offset: the head sat at c until last_seen, so message c came after it: t* = last_seen."""
+    now = h.samples[-1] + extra
+    for offset, first, last in h.rows[:-1]:
+        p = lag(h.rows, offset, now)
+        assert p.seconds == now - last
+        assert not p.lower_bound
+
+
+@PROPS
+@given(h=histories(), extra=st.floats(0, 86_400), data=st.data())
+def test_anchors_give_exact_times(h, extra, data):
+    assume(len(h.msg_times) > 0)
+    i = data.draw(st.integers(0, len(h.msg_times) - 1))
+    c = h.base + i
+    assume(c < h.newest)
+    now = h.samples[-1] + extra
+    p = lag(h.rows, c, now, anchors=[(c, h.msg_times[i])])
+    assert p.seconds == pytest.approx(max(0.0, now - h.msg_times[i]), abs=1e-6)
+    assert not p.lower_bound
+
+
+@PROPS
+@given(h=histories(), extra=st.floats(0, 86_400), data=st.data())
+def test_anchor_between_commit_and_history_is_a_tighter_lower_bound(h, extra, data):
+    """c below the oldest row, an anchor between c and the oldest row: B is the anchor, still a lower bound."""
+    assume(h.base >= 2)
+    o = data.draw(st.integers(1, h.base - 1))
+    c = data.draw(st.integers(0, o - 1))
+    ts = T0 - data.draw(st.floats(0, 1e6))       # message o was appended before the first sample
+    now = h.samples[-1] + extra
+    p = lag(h.rows, c, now, anchors=[(o, ts)])
+    assert p.lower_bound
+    assert p.seconds == now - ts
+    q = lag(h.rows, c, now)                       # without the anchor: now - oldest first_seen
+    assert q.lower_bound and q.seconds == now - h.rows[0][1] <= p.seconds
+
+
+# ---------------------------------------------------------------- named examples
+
+def test_flat_run_uses_its_latest_time():
+    """Idle topic for 10 h, then one message: a consumer one message behind lags ~1 interval."""
+    idle_until = T0 + 36_000
+    rows = [(500, T0, idle_until), (501, idle_until + 60, idle_until + 60)]
+    p = lag(rows, 500, idle_until + 60)
+    assert p.seconds == pytest.approx(60)      # not 10 hours
+    assert not p.lower_bound
+
+
+def test_live_head_is_the_newest_point():
+    rows = [(100, T0, T0 + 60), (150, T0 + 120, T0 + 120)]
+    now = T0 + 120
+    assert lag(rows, 120, now).seconds == pytest.approx(now - (T0 + 60 + 20 / 50 * 60))
+    assert lag(rows, 150, now).seconds == 0
+    assert lag(rows, 170, now).seconds == 0     # c > h: clamp, never negative
+
+
+def test_below_the_oldest_snapshot_is_a_lower_bound():
+    rows = [(1000, T0, T0 + 30), (2000, T0 + 60, T0 + 60)]
+    p = lag(rows, 10, T0 + 600)
+    assert p.lower_bound and p.seconds == 600.0
+
+
+def test_no_head_known_is_caught_up_and_negative_commit_is_none():
+    inp = SimpleNamespace(group_id="g", topic="t", partition=3, committed=5, commit_first_seen=T0,
+                          commit_last_seen=T0, head_below=None, head_above=None, anchor_below=None,
+                          anchor_above=None, newest_head=None, oldest_head=None)
+    assert partition_lag(inp, T0 + 10) == PartitionLag(3, 0.0, False, T0)
+    inp.committed = -1
+    assert partition_lag(inp, T0 + 10) is None
+
+
+def test_missing_upper_point_is_treated_as_caught_up():
+    inp = SimpleNamespace(group_id="g", topic="t", partition=0, committed=5, commit_first_seen=T0,
+                          commit_last_seen=T0 + 5, head_below=(5, T0), head_above=None, anchor_below=None,
+                          anchor_above=None, newest_head=9, oldest_head=(5, T0))
+    assert partition_lag(inp, T0 + 10).seconds == 0
+
+
+def test_history_bracket_fields_match_store_lag_input():
+    rows = [(10, 1.0, 2.0), (20, 3.0, 4.0), (30, 5.0, 6.0)]
+    b = history_bracket(rows, [(12, 2.5), (20, 3.5), (25, 4.5)], 20)
+    assert b == Bracket(head_below=(20, 4.0), head_above=(30, 5.0), anchor_below=(20, 3.5),
+                        anchor_above=(20, 3.5), newest_head=30, oldest_head=(10, 1.0))
+    assert history_bracket([], [], 5) == Bracket(None, None, None, None, None, None)
+    assert history_bracket(rows, [], 5).head_below is None
+    assert history_bracket(rows, [], 35).head_above is None
+
+
+@PROPS
+@given(h=histories(max_samples=12), anchors=st.lists(st.tuples(st.integers(0, 10_300), st.floats(0, 1e10)),
+                                                      max_size=6), c=st.integers(0, 10_300))
+def test_history_bracket_matches_brute_force(h, anchors, c):
+    b = history_bracket(h.rows, anchors, c)
+    low = [r for r in h.rows if r[0] <= c]
+    high = [r for r in h.rows if r[0] > c]
+    assert b.head_below == (max(((r[0], r[2]) for r in low), default=None))
+    assert b.head_above == (min(((r[0], r[1]) for r in high), default=None))
+    a_low = [a for a in anchors if a[0] <= c]
+    a_high = [a for a in anchors if a[0] >= c]
+    assert b.anchor_below == max(a_low, default=None)
+    assert b.anchor_above == min(a_high, default=None)
+
+
+# ---------------------------------------------------------------- group_lag
+
+part_lags = st.builds(PartitionLag, partition=st.integers(0, 50), seconds=st.floats(0, 1e7),
+                      lower_bound=st.booleans(), at=st.floats(T0, T0 + 1e6))
+
+
+@PROPS
+@given(parts=st.lists(part_lags, max_size=12, unique_by=lambda p: p.partition), now=st.floats(T0, T0 + 2e6))
+def test_group_lag_picks_the_worst_partition(parts, now):
+    g = group_lag(parts, now)
+    assert isinstance(g.seconds, int) and g.seconds >= 0
+    assert g.partitions == len(parts)
+    if not parts or g.seconds == 0:
+        assert g.worst_partition is None and g.calculated_at == now and not g.lower_bound
+        assert all(p.seconds < 0.5 for p in parts)
+        return
+    top = max(p.seconds for p in parts)
+    worst = min((p for p in parts if p.seconds == top), key=lambda p: p.partition)
+    assert g.seconds == math.floor(top + 0.5)
+    assert g.worst_partition == worst.partition
+    assert g.lower_bound == worst.lower_bound
+    assert g.calculated_at == worst.at
+
+
+def test_group_lag_examples():
+    assert group_lag([], 5.0) == GroupLag(0, None, False, 0, 5.0)
+    parts = [PartitionLag(2, 30.4, False, 1.0), PartitionLag(0, 30.4, True, 2.0), PartitionLag(1, 0.0, False, 3.0)]
+    assert group_lag(parts, 9.0) == GroupLag(30, 0, True, 3, 2.0)
+    assert group_lag([PartitionLag(4, 0.2, False, 1.0)], 9.0) == GroupLag(0, None, False, 1, 9.0)
+    assert group_lag([PartitionLag(4, 2.5, False, 1.0), None], 9.0) == GroupLag(3, 4, False, 1, 1.0)
