@@ -1,0 +1,279 @@
+"""One sample of the cluster: what the sampler stage does each pass.
+
+Order matters (time-lag.md): committed offsets FIRST, then head offsets, so a
+committed offset never exceeds the head it is compared with. All groups'
+offset requests go out at once and the heads come from one batched call.
+
+Scheduling is per group/topic by state: ONLINE every sample_interval_seconds,
+OFFLINE and RECOVERING every offline_sample_interval_seconds. A topic's heads
+are sampled whenever any of its groups is due (the finest rate any of them
+needs), and at least every offline interval when nothing consumes it.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import time
+from dataclasses import dataclass, field
+
+from lagmon import states, timelag
+from lagmon.store import GroupStatus, Transition
+
+# Never monitored, whatever the config says.
+INTERNAL_TOPICS = frozenset({"__consumer_offsets", "__transaction_state"})
+# At most this many message-timestamp reads (anchors) per sample, so a mass
+# reset to earliest cannot stall one sample for minutes.
+MAX_ANCHOR_READS = 50
+
+
+def matching_pattern(name: str, patterns) -> str | None:
+    """The first exclude pattern (exact name or shell glob) that matches name."""
+    for pattern in patterns:
+        if name == pattern or fnmatch.fnmatchcase(name, pattern):
+            return pattern
+    return None
+
+
+@dataclass
+class SampleResult:
+    """What one pass did; logged at debug and used by tests and benchmarks."""
+
+    groups_sampled: int = 0
+    partitions: int = 0
+    transitions: list = field(default_factory=list)
+    anchors_read: int = 0
+    deleted_topics: list = field(default_factory=list)
+    reset_partitions: list = field(default_factory=list)
+
+
+class Sampler:
+    """Samples the cluster into the store and runs the state machine."""
+
+    def __init__(self, cfg, store, client, log: logging.Logger | None = None, *, clock=time.time):
+        self.cfg = cfg
+        # Heads and commits are stamped with the wall time of their own request
+        # (midpoint), not the step's start: that is when Kafka answered.
+        self._wall = clock
+        self.mon = cfg.monitoring
+        self.store = store
+        self.client = client
+        self.log = log or logging.getLogger("lagmon.sampler")
+        self.thresholds = states.Thresholds.from_monitoring(self.mon)
+        self.statuses: dict[tuple[str, str], GroupStatus] = store.group_statuses()
+        # Last time each topic's heads were sampled (restored from the store).
+        self.topic_sampled: dict[str, float] = {}
+        for (topic, _p), row in store.latest_heads().items():
+            self.topic_sampled[topic] = max(self.topic_sampled.get(topic, 0.0), row.last_seen)
+        self.anchored: set[tuple[str, int, int]] = set()
+        self.last_result = SampleResult()
+
+    # ----------------------------------------------------------------- helpers
+    def _monitored_topics(self, metadata: dict[str, int], now: float) -> dict[str, int]:
+        excluded: dict[str, str] = {}
+        topics: dict[str, int] = {}
+        for topic, count in metadata.items():
+            if topic in INTERNAL_TOPICS:
+                continue
+            pattern = matching_pattern(topic, self.cfg.exclude.topics)
+            if pattern is not None:
+                excluded[topic] = pattern
+            else:
+                topics[topic] = count
+        self._excluded_topics = excluded
+        return topics
+
+    def _monitored_groups(self, listed: set[str]) -> set[str]:
+        excluded: dict[str, str] = {}
+        groups = set()
+        for group in listed:
+            pattern = matching_pattern(group, self.cfg.exclude.groups)
+            if pattern is not None:
+                excluded[group] = pattern
+            else:
+                groups.add(group)
+        self._excluded_groups = excluded
+        return groups
+
+    def _due_groups(self, groups: set[str], now: float) -> list[str]:
+        """Groups with any group/topic due, and new groups (their topics are unknown yet)."""
+        # Slack so a wake-up a few milliseconds early does not skip a whole interval.
+        horizon = now + 0.05 * self.mon.sample_interval_seconds
+        next_due: dict[str, float] = {}
+        for (group, _topic), status in self.statuses.items():
+            due_at = status.next_sample if status.next_sample is not None else now
+            next_due[group] = min(next_due.get(group, due_at), due_at)
+        return sorted(g for g in groups if next_due.get(g, now) <= horizon)
+
+    def _interval(self, state: str) -> float:
+        return states.sample_interval(
+            states.State(state),
+            self.mon.sample_interval_seconds,
+            self.mon.offline_sample_interval_seconds,
+        )
+
+    # -------------------------------------------------------------------- step
+    def step(self, now: float) -> float:
+        """One sample. Returns the seconds until the next one is due."""
+        result = SampleResult()
+        metadata = self.client.topics()
+        topics = self._monitored_topics(metadata, now)
+        listed, complete = self.client.groups()
+        groups = self._monitored_groups(listed)
+        if not complete:
+            # A partial answer does not make a known group absent.
+            known = {g for (g, _t) in self.statuses}
+            groups |= {g for g in known if matching_pattern(g, self.cfg.exclude.groups) is None}
+            self.log.warning("list_consumer_groups answered partially; keeping %d known groups", len(known))
+        self.store.mark_excluded(self._excluded_topics, self._excluded_groups, now)
+
+        self._forget_deleted_topics(metadata, now, result)
+        if complete:
+            self._mark_absent(groups, now)
+
+        due = self._due_groups(groups, now)
+        # 1. committed offsets, every due group in flight at once.
+        t0 = self._wall()
+        committed, errors = self.client.committed(due) if due else ({}, {})
+        commit_at = (t0 + self._wall()) / 2
+        for group, err in errors.items():
+            self.log.debug("committed offsets of group %s failed: %s", group, err)
+        commits: dict[tuple[str, str, int], int] = {}
+        sampled_keys: set[tuple[str, str]] = set()
+        for group, offsets in committed.items():
+            for (topic, partition), offset in offsets.items():
+                if topic in topics and 0 <= partition < topics[topic] and offset >= 0:
+                    commits[(group, topic, partition)] = offset
+                    sampled_keys.add((group, topic))
+
+        # 2. heads, one batched call, for topics whose groups are due.
+        head_topics = {t for (_g, t) in sampled_keys}
+        for topic in topics:
+            if now - self.topic_sampled.get(topic, 0.0) >= self.mon.offline_sample_interval_seconds:
+                head_topics.add(topic)
+        partitions = [(t, p) for t in sorted(head_topics) for p in range(topics[t])]
+        if partitions:
+            t1 = self._wall()
+            heads = self.client.heads(partitions)
+            head_at = (t1 + self._wall()) / 2
+            result.reset_partitions = self.store.record_heads(heads, head_at)
+            for tp in result.reset_partitions:
+                self.log.warning("head of %s[%d] went down: topic recreated or truncated, history restarted", *tp)
+            for topic in head_topics:
+                self.topic_sampled[topic] = head_at
+            result.partitions = len(heads)
+        advanced = self.store.record_commits(commits, commit_at) if commits else set()
+
+        # 3. lag at sample time, anchors where a commit is below history, states.
+        self._update_states(sampled_keys, advanced, now, result)
+        result.groups_sampled = len(committed)
+        self.last_result = result
+        return self._next_delay(now)
+
+    def _lags(self, keys: set[tuple[str, str]], now: float) -> dict[tuple[str, str], timelag.GroupLag]:
+        per_key: dict[tuple[str, str], list] = {k: [] for k in keys}
+        for inp in self.store.lag_inputs(keys):
+            lag = timelag.partition_lag(inp, now)
+            if lag is not None:
+                per_key.setdefault((inp.group_id, inp.topic), []).append(lag)
+        return {k: timelag.group_lag(v, now) for k, v in per_key.items()}
+
+    def _read_anchors(self, keys: set[tuple[str, str]], result: SampleResult) -> None:
+        """Read the message timestamp at commits that fall below the head history."""
+        for inp in self.store.lag_inputs(keys):
+            if result.anchors_read >= MAX_ANCHOR_READS:
+                return
+            if inp.oldest_head is None or inp.committed >= inp.oldest_head[0]:
+                continue
+            if inp.anchor_below is not None and inp.anchor_below[0] == inp.committed:
+                continue
+            key = (inp.topic, inp.partition, inp.committed)
+            if key in self.anchored:
+                continue
+            self.anchored.add(key)
+            found = self.client.message_time(inp.topic, inp.partition, inp.committed)
+            result.anchors_read += 1
+            if found is None:
+                continue
+            offset, ts = found
+            self.store.put_anchor(inp.topic, inp.partition, offset, ts, exact=offset == inp.committed)
+            self.log.info(
+                "anchored %s[%d] offset %d at its message time%s",
+                inp.topic, inp.partition, offset,
+                "" if offset == inp.committed else f" (offset {inp.committed} is gone; lag is a lower bound)",
+            )
+
+    def _update_states(self, keys, advanced, now, result: SampleResult) -> None:
+        if not keys:
+            return
+        self._read_anchors(keys, result)
+        lags = self._lags(keys, now)
+        moved = {(g, t) for (g, t, _p) in advanced}
+        rows, transitions = [], []
+        for key in sorted(keys):
+            lag = lags.get(key)
+            lag_seconds = lag.seconds if lag is not None else 0
+            prev = self.statuses.get(key)
+            prev_state = (
+                states.GroupState(states.State(prev.state), prev.since, prev.static_samples, prev.reason)
+                if prev is not None
+                else states.initial(now)
+            )
+            new = states.step(prev_state, advanced=key in moved, lag_seconds=lag_seconds, now=now, t=self.thresholds)
+            if prev is None:
+                self.log.info("now monitoring group %s on topic %s (lag %ds)", key[0], key[1], lag_seconds)
+            elif states.transitioned(prev_state, new):
+                transitions.append(Transition(key[0], key[1], now, prev_state.state.value, new.state.value, new.reason))
+                self.log.info(
+                    "group %s topic %s: %s -> %s (%s)",
+                    key[0], key[1], prev_state.state.value, new.state.value, new.reason,
+                )
+            status = GroupStatus(
+                group_id=key[0], topic=key[1], state=new.state.value, since=new.since, reason=new.reason,
+                static_samples=new.static_samples, last_sampled=now,
+                next_sample=now + self._interval(new.state.value), last_present=now, lag_seconds=lag_seconds,
+            )
+            self.statuses[key] = status
+            rows.append(status)
+        self.store.save_group_status(rows)
+        if transitions:
+            self.store.add_transitions(transitions)
+        result.transitions = transitions
+
+    def _mark_absent(self, groups: set[str], now: float) -> None:
+        """Groups the cluster no longer lists go OFFLINE (and are purged later)."""
+        rows, transitions = [], []
+        for key, status in self.statuses.items():
+            if key[0] in groups or status.state == states.State.OFFLINE.value:
+                continue
+            reason = "group no longer listed by the cluster"
+            transitions.append(Transition(key[0], key[1], now, status.state, states.State.OFFLINE.value, reason))
+            status = GroupStatus(
+                group_id=key[0], topic=key[1], state=states.State.OFFLINE.value, since=now, reason=reason,
+                static_samples=0, last_sampled=status.last_sampled,
+                next_sample=now + self.mon.offline_sample_interval_seconds,
+                last_present=status.last_present, lag_seconds=status.lag_seconds,
+            )
+            self.statuses[key] = status
+            rows.append(status)
+            self.log.info("group %s topic %s: -> offline (%s)", key[0], key[1], reason)
+        if rows:
+            self.store.save_group_status(rows)
+            self.store.add_transitions(transitions)
+
+    def _forget_deleted_topics(self, metadata: dict[str, int], now: float, result: SampleResult) -> None:
+        for topic in sorted(self.topic_sampled):
+            if topic not in metadata:
+                self.store.delete_topic(topic)
+                del self.topic_sampled[topic]
+                self.statuses = {k: v for k, v in self.statuses.items() if k[1] != topic}
+                result.deleted_topics.append(topic)
+                self.log.info("topic %s was deleted: its history is dropped", topic)
+
+    def _next_delay(self, now: float) -> float:
+        """Seconds until the earliest due group/topic, at most one sample interval."""
+        interval = self.mon.sample_interval_seconds
+        due = [s.next_sample for s in self.statuses.values() if s.next_sample is not None]
+        if not due:
+            return interval
+        return max(0.0, min(interval, min(due) - now))

@@ -1,0 +1,85 @@
+"""The reporter's and the housekeeper's step functions (the sampler's is in sampling.py).
+
+Each step takes `now` and returns the seconds until it is due again; the
+process around it (signals, schedule, heartbeats) is lagmon.runtime.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from lagmon import report, states, thinning, timelag
+
+
+class Reporter:
+    """Computes every group/topic's lag from the database and rewrites lag.json."""
+
+    def __init__(self, cfg, store, log: logging.Logger | None = None):
+        self.cfg = cfg
+        self.store = store
+        self.log = log or logging.getLogger("lagmon.reporter")
+
+    def rows(self, now: float) -> list[report.ConsumerRow]:
+        statuses = self.store.group_statuses()
+        parts: dict[tuple[str, str], list[timelag.PartitionLag]] = {k: [] for k in statuses}
+        for inp in self.store.lag_inputs():
+            lag = timelag.partition_lag(inp, now)
+            if lag is not None:
+                parts.setdefault((inp.group_id, inp.topic), []).append(lag)
+        rows = []
+        for (group, topic), lags in parts.items():
+            status = statuses.get((group, topic))
+            state = states.State(status.state) if status is not None else states.State.ONLINE
+            lag = timelag.group_lag(lags, now)
+            rows.append(
+                report.ConsumerRow(
+                    group_id=group,
+                    topic=topic,
+                    lag_seconds=lag.seconds,
+                    worst_partition=lag.worst_partition,
+                    status=state.value,
+                    data_resolution=states.resolution(state),
+                    partitions_monitored=lag.partitions,
+                    calculated_at=lag.calculated_at,
+                    lag_lower_bound=lag.lower_bound,
+                )
+            )
+        return rows
+
+    def step(self, now: float) -> float:
+        rows = self.rows(now)
+        monitor = report.build_monitor(
+            self.store.stage_states(), now=now, sample_interval=self.cfg.monitoring.sample_interval_seconds
+        )
+        started = time.perf_counter()
+        report.write_report(self.cfg.output.json_path, report.build_report(rows, generated_at=now, monitor=monitor))
+        self.log.debug("wrote %d consumers to %s in %.3fs", len(rows), self.cfg.output.json_path,
+                       time.perf_counter() - started)
+        if monitor.get("stale"):
+            self.log.warning("report is stale: %s", monitor.get("stale_reason", "sampler not completing samples"))
+        return self.cfg.monitoring.report_interval_seconds
+
+
+class Housekeeper:
+    """Thins history, purges absent groups, vacuums and checkpoints."""
+
+    def __init__(self, cfg, store, log: logging.Logger | None = None):
+        self.cfg = cfg
+        self.store = store
+        self.log = log or logging.getLogger("lagmon.housekeeper")
+
+    def step(self, now: float) -> float:
+        mon = self.cfg.monitoring
+        heads = self.store.thin_heads(mon.max_entries_per_partition, thinning.keep_indexes)
+        commits = self.store.thin_commits(mon.max_commit_entries_per_partition, thinning.keep_indexes)
+        anchors = self.store.prune_anchors()
+        purged = self.store.purge_absent_groups(now - mon.absent_group_retention_seconds)
+        if purged:
+            self.log.info("purged %d group/topics absent for over %ss", purged, mon.absent_group_retention_seconds)
+        info = self.store.maintenance()
+        self.log.info(
+            "thinned %d head rows, %d commit rows, %d anchors; db %d bytes, wal %d bytes",
+            heads, commits, anchors, info.get("db_bytes", 0), info.get("wal_bytes", 0),
+        )
+        return mon.housekeeping_interval_seconds

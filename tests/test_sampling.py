@@ -1,0 +1,259 @@
+"""The sampler's own logic (scheduling, exclusions, partial answers, anchors, deleted
+topics) with a scripted stand-in for the Kafka client and a REAL store on a temp file.
+What the real client does against a real broker is tested in test_kafka_client.py
+and test_e2e.py."""
+
+from __future__ import annotations
+
+import pytest
+
+from lagmon import config
+from lagmon.sampling import Sampler, matching_pattern
+from lagmon.store import Store
+
+
+class ScriptedKafka:
+    """Answers like KafkaClient from a dict the test edits between samples; records calls."""
+
+    def __init__(self):
+        self.topic_partitions = {"__consumer_offsets": 50, "orders": 2}
+        self.listed = {"g1"}
+        self.complete = True
+        self.commits = {"g1": {("orders", 0): 0, ("orders", 1): 0}}
+        self.head = {("orders", 0): 0, ("orders", 1): 0}
+        self.times = {}
+        self.calls = []
+
+    def topics(self):
+        self.calls.append(("topics",))
+        return dict(self.topic_partitions)
+
+    def groups(self):
+        self.calls.append(("groups",))
+        return set(self.listed), self.complete
+
+    def committed(self, groups):
+        groups = list(groups)
+        self.calls.append(("committed", tuple(groups)))
+        return {g: dict(self.commits.get(g, {})) for g in groups}, {}
+
+    def heads(self, partitions):
+        partitions = list(partitions)
+        self.calls.append(("heads", tuple(partitions)))
+        return {tp: self.head[tp] for tp in partitions if tp in self.head}
+
+    def message_time(self, topic, partition, offset):
+        self.calls.append(("message_time", topic, partition, offset))
+        return self.times.get((topic, partition, offset))
+
+
+def make_cfg(tmp_path, **monitoring):
+    text = f"""
+kafka: {{bootstrap_servers: "127.0.0.1:9"}}
+monitoring:
+  sample_interval_seconds: 10
+  offline_sample_interval_seconds: 100
+  offline_detection_consecutive_samples: 2
+  online_lag_threshold_seconds: 30
+  recovering_minimum_duration_seconds: 0
+database: {{path: "{tmp_path}/state.db"}}
+output: {{json_path: "{tmp_path}/lag.json"}}
+exclude: {{topics: ["secret-*", "audit"], groups: ["legacy-*"]}}
+"""
+    return config.parse(text)
+
+
+@pytest.fixture
+def env(tmp_path):
+    cfg = make_cfg(tmp_path)
+    store = Store(cfg.database.path)
+    kafka = ScriptedKafka()
+    yield cfg, store, kafka
+    store.close()
+
+
+class Clock:
+    """The sampler's request clock, moved by the test along with `now`."""
+
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self):
+        return self.t
+
+
+def sampler_at(cfg, store, kafka):
+    clock = Clock()
+    sampler = Sampler(cfg, store, kafka, clock=clock)
+    step = sampler.step
+
+    def stepped(now):
+        clock.t = now
+        return step(now)
+
+    sampler.step = stepped
+    return sampler
+
+
+def names(calls, kind):
+    return [c for c in calls if c[0] == kind]
+
+
+@pytest.mark.parametrize(
+    "name, patterns, expected",
+    [
+        ("orders", ["orders"], "orders"),
+        ("secret-1", ["secret-*"], "secret-*"),
+        ("secret", ["secret-*"], None),
+        ("__x", ["__*"], "__*"),
+        ("a.b", ["a?b"], "a?b"),
+        ("Orders", ["orders"], None),
+    ],
+)
+def test_matching_pattern(name, patterns, expected):
+    assert matching_pattern(name, patterns) == expected
+
+
+def test_committed_first_then_heads_in_one_call_each(env):
+    cfg, store, kafka = env
+    kafka.listed = {"g1", "g2", "g3"}
+    kafka.commits["g2"] = {("orders", 0): 0}
+    sampler_at(cfg, store, kafka).step(1000.0)
+    kinds = [c[0] for c in kafka.calls]
+    assert kinds.index("committed") < kinds.index("heads")
+    assert len(names(kafka.calls, "committed")) == 1 and len(names(kafka.calls, "heads")) == 1
+    assert names(kafka.calls, "committed")[0][1] == ("g1", "g2", "g3")
+
+
+def test_internal_and_excluded_topics_and_groups_are_never_monitored(env):
+    cfg, store, kafka = env
+    kafka.topic_partitions.update({"secret-pay": 1, "audit": 1, "__transaction_state": 3})
+    kafka.head.update({("secret-pay", 0): 5, ("audit", 0): 5})
+    kafka.listed = {"g1", "legacy-7"}
+    kafka.commits["g1"][("secret-pay", 0)] = 1
+    kafka.commits["legacy-7"] = {("orders", 0): 0}
+    sampler = sampler_at(cfg, store, kafka)
+    sampler.step(1000.0)
+    assert set(sampler.statuses) == {("g1", "orders")}
+    assert "legacy-7" not in names(kafka.calls, "committed")[0][1]
+    sampled = {tp for c in names(kafka.calls, "heads") for tp in c[1]}
+    assert {t for t, _ in sampled} == {"orders"}
+    topics, groups = store.excluded()
+    assert topics == {"secret-pay": "secret-*", "audit": "audit"}
+    assert groups == {"legacy-7": "legacy-*"}
+
+
+def test_idle_head_keeps_one_row_with_first_and_last_time(env):
+    cfg, store, kafka = env
+    sampler = sampler_at(cfg, store, kafka)
+    kafka.head = {("orders", 0): 7, ("orders", 1): 0}
+    for i in range(5):
+        sampler.step(1000.0 + 10 * i)
+    heads = store.latest_heads()
+    row = heads[("orders", 0)]
+    assert row.offset == 7 and row.last_seen > row.first_seen
+    # one row per distinct offset: 7 on partition 0, 0 on partition 1
+    assert len(store.lag_inputs()) == 2
+
+
+def test_partial_group_listing_does_not_make_a_group_absent(env):
+    cfg, store, kafka = env
+    kafka.listed = {"g1", "g2"}
+    kafka.commits["g2"] = {("orders", 1): 0}
+    sampler = sampler_at(cfg, store, kafka)
+    sampler.step(1000.0)
+    kafka.listed, kafka.complete = {"g1"}, False
+    kafka.calls.clear()
+    sampler.step(1010.0)
+    assert "g2" in names(kafka.calls, "committed")[0][1]
+    assert sampler.statuses[("g2", "orders")].state == "online"
+    # a complete answer without g2: it is absent, goes offline, and is no longer sampled
+    kafka.complete = True
+    kafka.calls.clear()
+    sampler.step(1020.0)
+    assert "g2" not in names(kafka.calls, "committed")[0][1]
+    assert sampler.statuses[("g2", "orders")].state == "offline"
+    assert store.group_statuses()[("g2", "orders")].reason == "group no longer listed by the cluster"
+
+
+def test_static_group_goes_offline_and_is_then_sampled_at_the_offline_rate(env):
+    cfg, store, kafka = env
+    kafka.head = {("orders", 0): 100, ("orders", 1): 100}
+    kafka.commits["g1"] = {("orders", 0): 50, ("orders", 1): 100}
+    sampler = sampler_at(cfg, store, kafka)
+    t = 1000.0
+    for _ in range(4):
+        kafka.head = {tp: h + 10 for tp, h in kafka.head.items()}
+        sampler.step(t)
+        t += 10
+    assert sampler.statuses[("g1", "orders")].state == "offline"
+    kafka.calls.clear()
+    for _ in range(5):  # 50 s: within the 100 s offline interval
+        sampler.step(t)
+        t += 10
+    assert all("g1" not in c[1] for c in names(kafka.calls, "committed"))
+    sampler.step(t + 100)
+    assert "g1" in names(kafka.calls, "committed")[-1][1]
+
+
+def test_commit_below_history_is_anchored_once_on_the_message_time(env):
+    cfg, store, kafka = env
+    kafka.head = {("orders", 0): 500, ("orders", 1): 0}
+    kafka.commits["g1"] = {("orders", 0): 20}
+    kafka.times[("orders", 0, 20)] = (20, 400.0)
+    sampler = sampler_at(cfg, store, kafka)
+    sampler.step(1000.0)
+    sampler.step(1010.0)
+    assert len(names(kafka.calls, "message_time")) == 1
+    inp = [i for i in store.lag_inputs() if i.partition == 0][0]
+    assert inp.anchor_below == (20, 400.0)
+    status = store.group_statuses()[("g1", "orders")]
+    assert status.lag_seconds == pytest.approx(1010.0 - 400.0, abs=1)
+
+
+def test_commit_on_a_deleted_message_anchors_the_next_one_as_a_lower_bound(env):
+    cfg, store, kafka = env
+    kafka.head = {("orders", 0): 500, ("orders", 1): 0}
+    kafka.commits["g1"] = {("orders", 0): 20}
+    kafka.times[("orders", 0, 20)] = (35, 700.0)  # 20..34 were deleted by retention
+    sampler = sampler_at(cfg, store, kafka)
+    sampler.step(1000.0)
+    inp = [i for i in store.lag_inputs() if i.partition == 0][0]
+    assert inp.anchor_above == (35, 700.0)
+    from lagmon import timelag
+
+    lag = timelag.partition_lag(inp, 1000.0)
+    assert lag.lower_bound and lag.seconds == pytest.approx(300.0)
+
+
+def test_deleted_topic_is_forgotten_and_recreated_topic_starts_fresh(env):
+    cfg, store, kafka = env
+    kafka.head = {("orders", 0): 100, ("orders", 1): 100}
+    kafka.commits["g1"] = {("orders", 0): 90}
+    sampler = sampler_at(cfg, store, kafka)
+    sampler.step(1000.0)
+    del kafka.topic_partitions["orders"]
+    kafka.commits = {}
+    sampler.step(1010.0)
+    assert store.latest_heads() == {} and store.group_statuses() == {}
+    assert sampler.last_result.deleted_topics == ["orders"]
+    # recreated with a lower head while lagmon was down: history restarts
+    kafka.topic_partitions["orders"] = 2
+    kafka.head = {("orders", 0): 3, ("orders", 1): 0}
+    kafka.commits = {"g1": {("orders", 0): 1}}
+    store.record_heads({("orders", 0): 50}, 1015.0)
+    sampler.step(1020.0)
+    assert ("orders", 0) in sampler.last_result.reset_partitions
+    assert store.latest_heads()[("orders", 0)].offset == 3
+
+
+def test_new_partitions_are_picked_up(env):
+    cfg, store, kafka = env
+    sampler = sampler_at(cfg, store, kafka)
+    sampler.step(1000.0)
+    kafka.topic_partitions["orders"] = 3
+    kafka.head[("orders", 2)] = 4
+    kafka.commits["g1"][("orders", 2)] = 1
+    sampler.step(1010.0)
+    assert ("orders", 2) in store.latest_heads()
+    assert any(i.partition == 2 for i in store.lag_inputs())
