@@ -75,6 +75,8 @@ class Housekeeper:
         commits = self.store.thin_commits(mon.max_commit_entries_per_partition, thinning.keep_indexes)
         anchors = self.store.prune_anchors()
         purged = self.store.purge_absent_groups(now - mon.absent_group_retention_seconds)
+        # Transitions are kept as long as an absent group is: the retention window.
+        self.store.prune_transitions(now - mon.absent_group_retention_seconds)
         if purged:
             self.log.info("purged %d group/topics absent for over %ss", purged, mon.absent_group_retention_seconds)
         info = self.store.maintenance()

@@ -445,6 +445,18 @@ class Store:
                 db.executemany(f"DELETE FROM {table} WHERE group_id = ? AND topic = ?", gone)
         return len(gone)
 
+    def prune_transitions(self, older_than: float) -> int:
+        """Forget state transitions recorded before older_than; returns rows deleted."""
+        with self._write() as db:
+            return db.execute("DELETE FROM group_transitions WHERE at < ?", (older_than,)).rowcount
+
+    def transitions(self, group_id: str, topic: str) -> list[Transition]:
+        """The recorded transitions of one group/topic, oldest first."""
+        rows = self._conn.execute(
+            f"SELECT {_columns(Transition)} FROM group_transitions WHERE group_id = ? AND topic = ? ORDER BY at",
+            (group_id, topic)).fetchall()
+        return [Transition(*r) for r in rows]
+
     def maintenance(self, *, vacuum_pages: int = 1000) -> dict:
         """Return up to vacuum_pages free pages to the OS, then a PASSIVE checkpoint; returns sizes."""
         # executescript steps the pragma to completion (execute() would free a single page); it runs

@@ -392,3 +392,19 @@ def test_maintenance_and_integrity(store, db_path):
     assert m["freelist_pages"] == 0
     assert m["db_bytes"] == os.path.getsize(db_path) > 0
     assert store.integrity_check() == "ok"
+
+
+def test_transitions_are_listed_and_pruned_by_age(tmp_path):
+    from lagmon.store import Store, Transition
+
+    store = Store(str(tmp_path / "t.db"))
+    store.add_transitions([
+        Transition("g", "t", 100.0, "online", "offline", "static"),
+        Transition("g", "t", 200.0, "offline", "online", "advanced"),
+        Transition("h", "t", 150.0, "online", "offline", "static"),
+    ])
+    assert [x.at for x in store.transitions("g", "t")] == [100.0, 200.0]
+    assert store.prune_transitions(160.0) == 2
+    assert [x.at for x in store.transitions("g", "t")] == [200.0]
+    assert store.transitions("h", "t") == []
+    store.close()
