@@ -31,11 +31,11 @@ def admin(bootstrap: str) -> AdminClient:
 
 
 def create_topic(bootstrap: str, topic: str, partitions: int = 1, timeout: float = 30.0) -> None:
-    futures = admin(bootstrap).create_topics([NewTopic(topic, partitions, 1)], operation_timeout=timeout)
+    a = admin(bootstrap)  # keep the client alive while its futures are pending
+    futures = a.create_topics([NewTopic(topic, partitions, 1)], operation_timeout=timeout)
     futures[topic].result(timeout)
     # Wait until every partition has a leader (bounded).
     deadline = time.monotonic() + timeout
-    a = admin(bootstrap)
     while time.monotonic() < deadline:
         md = a.list_topics(topic, timeout=5).topics.get(topic)
         if md is not None and md.error is None and len(md.partitions) == partitions and all(
