@@ -84,7 +84,7 @@ def status(config_path: str) -> int:
         print(f"database error: {cfg.database.path}: does not exist (has the sampler run yet?)", file=sys.stderr)
         return 3
     try:
-        store = Store(cfg.database.path)
+        store = Store(cfg.database.path, create=False)
     except StoreError as exc:
         print(f"database error: {exc}", file=sys.stderr)
         return 3

@@ -186,7 +186,9 @@ def _pair(a: object, b: object) -> tuple | None:
 
 
 class Store:
-    def __init__(self, path: str, *, timeout: float = 5.0):
+    def __init__(self, path: str, *, timeout: float = 5.0, create: bool = True):
+        """Open (and migrate) the database. Nothing in a file that is not a lagmon database,
+        or is from a newer lagmon, is changed. create=False refuses a file with no schema yet."""
         self.path = path
         parent = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(parent):
@@ -196,6 +198,14 @@ class Store:
         except sqlite3.Error as e:
             raise StoreError(f"database {path}: cannot open: {e}") from e
         try:
+            # Read-only checks first: a foreign or newer file must be refused untouched
+            # (journal_mode=WAL and auto_vacuum would rewrite its header).
+            version = self._schema_version()
+            if version > SCHEMA_VERSION:
+                raise StoreError(f"database {path}: schema version {version} is newer than "
+                                 f"this lagmon supports ({SCHEMA_VERSION})")
+            if version == 0 and not create:
+                raise StoreError(f"database {path}: holds no lagmon data yet (has the sampler run?)")
             self._configure(timeout)
             self._migrate()
             for stmt in TEMP_TABLES:
@@ -320,11 +330,17 @@ class Store:
         return advanced
 
     def put_anchor(self, topic: str, partition: int, offset: int, timestamp: float, exact: bool) -> None:
+        self.put_anchors([(topic, partition, offset, timestamp, exact)])
+
+    def put_anchors(self, anchors: Iterable[tuple[str, int, int, float, bool]]) -> None:
+        """Upsert (topic, partition, offset, timestamp, exact) anchors in one transaction."""
+        rows = [(t, p, o, ts, int(bool(exact))) for t, p, o, ts, exact in anchors]
+        if not rows:
+            return
         with self._write() as db:
-            db.execute("""INSERT INTO partition_anchors(topic, partition, offset, timestamp, exact)
-                          VALUES (?, ?, ?, ?, ?) ON CONFLICT(topic, partition, offset)
-                          DO UPDATE SET timestamp = excluded.timestamp, exact = excluded.exact""",
-                       (topic, partition, offset, timestamp, int(bool(exact))))
+            db.executemany("""INSERT INTO partition_anchors(topic, partition, offset, timestamp, exact)
+                              VALUES (?, ?, ?, ?, ?) ON CONFLICT(topic, partition, offset)
+                              DO UPDATE SET timestamp = excluded.timestamp, exact = excluded.exact""", rows)
 
     def save_group_status(self, rows: Iterable[GroupStatus]) -> None:
         with self._write() as db:
