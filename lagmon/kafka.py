@@ -217,24 +217,47 @@ class KafkaClient:
         """(offset read, its timestamp in epoch seconds) of the message at `offset`, or of the
         next available one when `offset` is below the log start; None when the partition has
         no message at or after `offset` (or the message carries no timestamp)."""
-        key = (str(topic), int(partition))
-        what = f"reading the message at {topic}[{partition}] offset {offset}"
-        futures = {("earliest", key): self._issue_list_offsets([key], OffsetSpec.earliest(), what)[key],
-                   ("latest", key): self._issue_list_offsets([key], OffsetSpec.latest(), what)[key]}
-        found = self._collect_offsets(futures, what)
-        earliest, latest = found[("earliest", key)], found[("latest", key)]
-        if isinstance(earliest, BaseException) or isinstance(latest, BaseException):
-            return None  # e.g. the topic or partition no longer exists
-        start = max(int(offset), earliest.offset)
-        if start >= latest.offset:
-            return None
+        key = (str(topic), int(partition), int(offset))
+        return self.message_times([key]).get(key)
+
+    def message_times(self, wanted: Iterable[tuple[str, int, int]], *,
+                      budget: float | None = None) -> dict[tuple[str, int, int], tuple[int, float] | None]:
+        """message_time for many (topic, partition, offset) at once: one batched look-up of the
+        log bounds, then every partition assigned together, so the fetches go out per broker in
+        parallel. A partition asked for several offsets takes one round per offset. Keys not
+        answered within `budget` seconds (default: the request timeout) are left out."""
+        keys = sorted({(str(t), int(p), int(o)) for t, p, o in wanted})
+        if not keys:
+            return {}
+        deadline = time.monotonic() + (self.timeout if budget is None else budget)
+        parts = sorted({(t, p) for t, p, _ in keys})
+        what = f"reading message timestamps on {len(parts)} partitions"
+        earliest = self._collect_offsets(self._issue_list_offsets(parts, OffsetSpec.earliest(), what), what)
+        latest = self._collect_offsets(self._issue_list_offsets(parts, OffsetSpec.latest(), what), what)
+        result: dict[tuple[str, int, int], tuple[int, float] | None] = {}
+        pending: dict[tuple[str, int], list[tuple[int, int]]] = {}  # partition -> [(start, offset asked)]
+        for t, p, o in keys:
+            lo, hi = earliest.get((t, p)), latest.get((t, p))
+            if isinstance(lo, BaseException) or isinstance(hi, BaseException) or lo is None or hi is None:
+                result[(t, p, o)] = None  # e.g. the topic or partition no longer exists
+                continue
+            begin = max(o, lo.offset)
+            if begin >= hi.offset:
+                result[(t, p, o)] = None
+            else:
+                pending.setdefault((t, p), []).append((begin, o))
         consumer = self._anchor_consumer()
-        self.requests += 1
-        consumer.assign([TopicPartition(key[0], key[1], start)])
-        try:
-            return self._read_one(consumer, key, start, what)
-        finally:
-            consumer.unassign()
+        while pending and time.monotonic() < deadline:
+            round_ = {tp: starts.pop(0) for tp, starts in pending.items()}
+            pending = {tp: starts for tp, starts in pending.items() if starts}
+            self.requests += 1
+            consumer.assign([TopicPartition(t, p, begin) for (t, p), (begin, _o) in round_.items()])
+            try:
+                for tp, found in self._read_many(consumer, round_, deadline, what).items():
+                    result[(tp[0], tp[1], round_[tp][1])] = found
+            finally:
+                consumer.unassign()
+        return result
 
     def close(self) -> None:
         if self._consumer is not None:
@@ -278,6 +301,7 @@ class KafkaClient:
                 "auto.offset.reset": "earliest",
                 "isolation.level": "read_uncommitted",
                 "fetch.wait.max.ms": 10,  # short: a pending long-poll fetch delays the next assign()
+                "max.partition.fetch.bytes": 4096,  # one message is wanted; a bigger one still comes
                 "queued.max.messages.kbytes": 1024,
             })
             try:
@@ -350,32 +374,38 @@ class KafkaClient:
             self._answered()
         return results
 
-    def _read_one(self, consumer: Consumer, key: tuple[str, int], start: int, what: str):
-        deadline = time.monotonic() + self.timeout
-        while True:
+    def _read_many(self, consumer: Consumer, starts: dict, deadline: float, what: str) -> dict:
+        """The first message at or after each partition's start: {(topic, partition): (offset, ts) | None}."""
+        found: dict[tuple[str, int], tuple[int, float] | None] = {}
+        while len(found) < len(starts):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise self._unavailable(what, None)
-            msg = consumer.poll(min(0.2, remaining))
+                if not found:
+                    raise self._unavailable(what, None)
+                return found
+            for msg in consumer.consume(num_messages=max(1, len(starts)), timeout=min(0.2, remaining)):
+                if self._auth_error is not None:
+                    raise self._auth_failure(what)
+                key = (msg.topic(), msg.partition())
+                if key not in starts or key in found:
+                    continue
+                err = msg.error()
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        found[key] = None  # only control records (transaction markers) were left
+                    elif err.code() not in _NOT_CONNECTED:
+                        raise KafkaUnavailable(self._scrub(f"kafka at {self._bootstrap}: {what} failed: "
+                                                           f"{err.str()}"), kind="error")
+                    continue
+                if msg.offset() < starts[key][0]:
+                    continue
+                self._answered()
+                ts_type, ts_ms = msg.timestamp()
+                ok = ts_type != TIMESTAMP_NOT_AVAILABLE and ts_ms >= 0
+                found[key] = (msg.offset(), ts_ms / 1000.0) if ok else None
             if self._auth_error is not None:
                 raise self._auth_failure(what)
-            if msg is None or (msg.topic(), msg.partition()) != key:
-                continue
-            err = msg.error()
-            if err is not None:
-                if err.code() == KafkaError._PARTITION_EOF:
-                    return None  # only control records (transaction markers) were left
-                if err.code() in _NOT_CONNECTED:
-                    continue
-                raise KafkaUnavailable(self._scrub(f"kafka at {self._bootstrap}: {what} failed: "
-                                                   f"{err.str()}"), kind="error")
-            if msg.offset() < start:
-                continue
-            self._answered()
-            ts_type, ts_ms = msg.timestamp()
-            if ts_type == TIMESTAMP_NOT_AVAILABLE or ts_ms < 0:
-                return None
-            return msg.offset(), ts_ms / 1000.0
+        return found
 
     def _auth_failure(self, what: str) -> KafkaUnavailable:
         k = self.settings

@@ -22,9 +22,11 @@ from lagmon.store import GroupStatus, Transition
 
 # Never monitored, whatever the config says.
 INTERNAL_TOPICS = frozenset({"__consumer_offsets", "__transaction_state"})
-# At most this many message-timestamp reads (anchors) per sample, so a mass
-# reset to earliest cannot stall one sample for minutes.
-MAX_ANCHOR_READS = 50
+# Message-timestamp reads (anchors) per sample are bounded in count and time, so
+# a first start on a big cluster or a mass reset to earliest cannot stall a sample:
+# what is not read now is read at the next sample.
+MAX_ANCHOR_READS = 20_000
+ANCHOR_BUDGET_MIN, ANCHOR_BUDGET_MAX = 2.0, 10.0
 
 
 def matching_pattern(name: str, patterns) -> str | None:
@@ -66,6 +68,7 @@ class Sampler:
         for (topic, _p), row in store.latest_heads().items():
             self.topic_sampled[topic] = max(self.topic_sampled.get(topic, 0.0), row.last_seen)
         self.anchored: set[tuple[str, int, int]] = set()
+        self._present: set[str] = set()
         self.last_result = SampleResult()
 
     # ----------------------------------------------------------------- helpers
@@ -116,6 +119,9 @@ class Sampler:
     def step(self, now: float) -> float:
         """One sample. Returns the seconds until the next one is due."""
         result = SampleResult()
+        started = self._wall()
+        # The housekeeper purges absent groups: the database, not memory, is the truth.
+        self.statuses = self.store.group_statuses()
         metadata = self.client.topics()
         topics = self._monitored_topics(metadata, now)
         listed, complete = self.client.groups()
@@ -130,6 +136,7 @@ class Sampler:
         self._forget_deleted_topics(metadata, now, result)
         if complete:
             self._mark_absent(groups, now)
+        self._present = groups
 
         due = self._due_groups(groups, now)
         # 1. committed offsets, every due group in flight at once.
@@ -168,6 +175,11 @@ class Sampler:
         self._update_states(sampled_keys, advanced, now, result)
         result.groups_sampled = len(committed)
         self.last_result = result
+        self.log.debug(
+            "sampled %d groups, %d partitions in %.3fs (%d transitions, %d anchors read)",
+            result.groups_sampled, result.partitions, self._wall() - started,
+            len(result.transitions), result.anchors_read,
+        )
         return self._next_delay(now)
 
     def _lags(self, keys: set[tuple[str, str]], now: float) -> dict[tuple[str, str], timelag.GroupLag]:
@@ -179,29 +191,38 @@ class Sampler:
         return {k: timelag.group_lag(v, now) for k, v in per_key.items()}
 
     def _read_anchors(self, keys: set[tuple[str, str]], result: SampleResult) -> None:
-        """Read the message timestamp at commits that fall below the head history."""
+        """Read the message timestamp at commits that fall below the head history, all in one batch."""
+        wanted: dict[tuple[str, int, int], None] = {}
         for inp in self.store.lag_inputs(keys):
-            if result.anchors_read >= MAX_ANCHOR_READS:
-                return
+            if len(wanted) >= MAX_ANCHOR_READS:
+                break
             if inp.oldest_head is None or inp.committed >= inp.oldest_head[0]:
                 continue
             if inp.anchor_below is not None and inp.anchor_below[0] == inp.committed:
                 continue
             key = (inp.topic, inp.partition, inp.committed)
-            if key in self.anchored:
+            if key not in self.anchored:
+                wanted[key] = None
+        if not wanted:
+            return
+        if len(self.anchored) > MAX_ANCHOR_READS * 5:
+            self.anchored.clear()  # bounded memory; at worst an anchor is read once more
+        budget = min(ANCHOR_BUDGET_MAX, max(ANCHOR_BUDGET_MIN, self.mon.sample_interval_seconds / 2))
+        found = self.client.message_times(list(wanted), budget=budget)
+        result.anchors_read = len(found)
+        anchors, gone = [], 0
+        for (topic, partition, committed), answer in found.items():
+            self.anchored.add((topic, partition, committed))
+            if answer is None:
                 continue
-            self.anchored.add(key)
-            found = self.client.message_time(inp.topic, inp.partition, inp.committed)
-            result.anchors_read += 1
-            if found is None:
-                continue
-            offset, ts = found
-            self.store.put_anchor(inp.topic, inp.partition, offset, ts, exact=offset == inp.committed)
-            self.log.info(
-                "anchored %s[%d] offset %d at its message time%s",
-                inp.topic, inp.partition, offset,
-                "" if offset == inp.committed else f" (offset {inp.committed} is gone; lag is a lower bound)",
-            )
+            offset, ts = answer
+            anchors.append((topic, partition, offset, ts, offset == committed))
+            gone += offset != committed
+        self.store.put_anchors(anchors)
+        self.log.info(
+            "anchored %d commits below the head history on their messages' timestamps%s",
+            len(anchors), f" ({gone} messages gone: those lags are lower bounds)" if gone else "",
+        )
 
     def _update_states(self, keys, advanced, now, result: SampleResult) -> None:
         if not keys:
@@ -273,7 +294,9 @@ class Sampler:
     def _next_delay(self, now: float) -> float:
         """Seconds until the earliest due group/topic, at most one sample interval."""
         interval = self.mon.sample_interval_seconds
-        due = [s.next_sample for s in self.statuses.values() if s.next_sample is not None]
+        # Only groups the cluster still lists are ever sampled again (absent ones wait for the purge).
+        due = [s.next_sample for (g, _t), s in self.statuses.items()
+               if s.next_sample is not None and g in self._present]
         if not due:
             return interval
         return max(0.0, min(interval, min(due) - now))
