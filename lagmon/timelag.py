@@ -128,14 +128,16 @@ def partition_lag(inp, now: float) -> Optional[PartitionLag]:
         return None
     at = evaluation_time(inp.commit_first_seen, inp.commit_last_seen, now)
 
-    def result(seconds: float, lower_bound: bool) -> PartitionLag:
+    def result(seconds: float, lower_bound: bool, at: float) -> PartitionLag:
         if not math.isfinite(seconds) or seconds < 0:
             seconds = 0.0
         return PartitionLag(partition=int(inp.partition), seconds=float(seconds),
                             lower_bound=lower_bound, at=at)
 
     if inp.newest_head is None or c >= inp.newest_head:
-        return result(0.0, False)
+        # Caught up as of the sample that saw it; nothing says it still is at `now`.
+        seen = min(inp.commit_last_seen, now) if math.isfinite(inp.commit_last_seen) else now
+        return result(0.0, False, seen)
     below, above = anchor_candidates(c, (inp.anchor_below, inp.anchor_above))
     if inp.head_below is not None:
         below.append(inp.head_below)
@@ -146,8 +148,8 @@ def partition_lag(inp, now: float) -> Optional[PartitionLag]:
     try:
         t_star, lower_bound = append_time(c, below, above)
     except ValueError:
-        return result(0.0, False)  # no point above c although c < newest head: treat as caught up
-    return result(at - t_star, lower_bound)
+        return result(0.0, False, at)  # no point above c although c < newest head: treat as caught up
+    return result(at - t_star, lower_bound, at)
 
 
 def history_bracket(heads: Iterable[HeadRow], anchors: Iterable[Point], c: int) -> Bracket:
@@ -195,11 +197,9 @@ def _round(seconds: float) -> int:
 def group_lag(parts: Iterable[Optional[PartitionLag]], now: float) -> GroupLag:
     """The worst partition decides; ties go to the lowest partition number. None entries are skipped."""
     worst: Optional[PartitionLag] = None
-    count = 0
-    for p in parts:
-        if p is None:
-            continue
-        count += 1
+    kept = [p for p in parts if p is not None]
+    count = len(kept)
+    for p in kept:
         s = p.seconds if math.isfinite(p.seconds) else 0.0
         if worst is None:
             worst = p
@@ -208,8 +208,11 @@ def group_lag(parts: Iterable[Optional[PartitionLag]], now: float) -> GroupLag:
         if s > w or (s == w and p.partition < worst.partition):
             worst = p
     seconds = _round(worst.seconds) if worst is not None else 0
-    if worst is None or seconds == 0:
+    if worst is None:
+        return GroupLag(seconds=0, worst_partition=None, lower_bound=False, partitions=0, calculated_at=now)
+    if seconds == 0:  # every partition current: as of the newest evaluation
+        newest = max((p.at for p in kept if math.isfinite(p.at)), default=now)
         return GroupLag(seconds=0, worst_partition=None, lower_bound=False,
-                        partitions=count, calculated_at=now)
+                        partitions=count, calculated_at=min(newest, now))
     return GroupLag(seconds=seconds, worst_partition=worst.partition, lower_bound=worst.lower_bound,
                     partitions=count, calculated_at=worst.at)
