@@ -194,7 +194,8 @@ class Truth:
     def __init__(self, bootstrap: str):
         self.admin = admin(bootstrap)
         self.reader = Consumer({"bootstrap.servers": bootstrap, "group.id": unique("truth"),
-                                "enable.auto.commit": False})
+                                "enable.auto.commit": False, "fetch.wait.max.ms": 10})
+        self._times: dict[tuple[str, int, int], float] = {}
 
     def committed(self, group: str, topic: str) -> dict[int, int]:
         fut = self.admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])[group]
@@ -205,6 +206,12 @@ class Truth:
         return {tp.partition: f.result(10).offset for tp, f in futs.items()}
 
     def message_time(self, topic: str, partition: int, offset: int) -> float:
+        key = (topic, partition, offset)
+        if key not in self._times:
+            self._times[key] = self._read_time(topic, partition, offset)
+        return self._times[key]
+
+    def _read_time(self, topic: str, partition: int, offset: int) -> float:
         self.reader.assign([TopicPartition(topic, partition, offset)])
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -229,3 +236,59 @@ class Truth:
             self.reader.close()
         except KafkaException:
             pass
+
+
+class TruthRecorder(threading.Thread):
+    """Records the true lag of (group, topic) pairs every `period` seconds, so a report can be
+    judged against the truth over the window its data covers (its staleness), not only at the
+    instant it is read."""
+
+    def __init__(self, bootstrap: str, pairs, period: float = 0.2):
+        super().__init__(daemon=True)
+        self.truth = Truth(bootstrap)
+        self.pairs = list(pairs)
+        self.period = period
+        self.samples: dict[tuple[str, str], list[tuple[float, float]]] = {p: [] for p in self.pairs}
+        self.stop_event = threading.Event()
+        self.lock = threading.Lock()
+
+    def add(self, pair) -> None:
+        with self.lock:
+            self.pairs.append(pair)
+            self.samples.setdefault(pair, [])
+
+    def run(self) -> None:
+        while not self.stop_event.wait(self.period):
+            with self.lock:
+                pairs = list(self.pairs)
+            for pair in pairs:
+                t = time.time()
+                try:
+                    lag = self.truth.lag(*pair, now=t)
+                except (KafkaException, TimeoutError, KeyError):
+                    continue
+                with self.lock:
+                    self.samples[pair].append((t, lag))
+
+    def window(self, pair, start: float, end: float) -> tuple[float, float] | None:
+        """(min, max) of the true lag over [start, end], including the last sample before start."""
+        with self.lock:
+            samples = list(self.samples[pair])
+        inside = [lag for t, lag in samples if start <= t <= end]
+        before = [lag for t, lag in samples if t < start]
+        if before:
+            inside.append(before[-1])
+        return (min(inside), max(inside)) if inside else None
+
+    def error(self, pair, reported: float, start: float, end: float) -> float | None:
+        """Distance from a reported lag to the truth's range over [start, end]."""
+        rng = self.window(pair, start, end)
+        if rng is None:
+            return None
+        lo, hi = rng
+        return max(0.0, lo - reported, reported - hi)
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.join(10)
+        self.truth.close()
