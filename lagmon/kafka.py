@@ -20,8 +20,10 @@ librdkafka's own log lines go to `<logger>.librdkafka` at DEBUG, never to stderr
 
 from __future__ import annotations
 
+import atexit
 import concurrent.futures
 import logging
+import os
 import re
 import time
 from typing import TYPE_CHECKING, Any, Iterable
@@ -198,6 +200,8 @@ class KafkaClient:
                 continue
             offsets[group] = {(tp.topic, tp.partition): tp.offset for tp in result.topic_partitions
                               if tp.error is None and tp.offset >= 0}
+        if any(_code(f) in _NOT_CONNECTED for f in failures):
+            self._renew_admin(f"{len(failures)} committed-offsets request(s) got no answer")
         if not offsets and _all_unconnected(failures):
             raise self._unavailable(f"fetching committed offsets of {len(wanted)} group(s)", failures[0])
         if offsets:
@@ -323,6 +327,20 @@ class KafkaClient:
             self._fatal_error = err
         self._rdlog.logger.debug("error_cb: %s", self._scrub(err.str()))
 
+    def _renew_admin(self, why: str) -> None:
+        """Replace the AdminClient. After a broker restart librdkafka (2.16) can leave an admin
+        client's group-coordinator requests stuck: every later OffsetFetch times out while
+        metadata requests work (compare librdkafka#5511). A new client finds the coordinator."""
+        if self._admin is None:
+            return
+        try:
+            admin = AdminClient(self._config())
+        except (KafkaException, ValueError, TypeError) as exc:
+            self.log.debug("could not renew the kafka admin client (%s): %s", why, self._scrub(str(exc)))
+            return
+        self.log.debug("renewed the kafka admin client: %s", why)
+        self._admin = admin
+
     def _answered(self) -> None:
         """A broker answered: earlier connection and auth failures are over."""
         self._auth_error = None
@@ -410,7 +428,7 @@ class KafkaClient:
     def _auth_failure(self, what: str) -> KafkaUnavailable:
         k = self.settings
         user = f", user {k.sasl_username!r}" if k.sasl_username else ""
-        cause = self._auth_error.str() if self._auth_error is not None else "rejected"
+        cause = _untimed(self._auth_error.str()) if self._auth_error is not None else "rejected"
         return KafkaUnavailable(self._scrub(
             f"kafka authentication failed at {self._bootstrap} (security.protocol {k.security_protocol}, "
             f"sasl.mechanism {k.sasl_mechanism or 'none'}{user}) while {what}: {cause}"), kind="auth")
@@ -426,6 +444,7 @@ class KafkaClient:
             if (self._connect_error is None or self._connect_error.code() == KafkaError._ALL_BROKERS_DOWN) \
                     and self._rdlog.last_failure:
                 cause = f"{cause}; {self._rdlog.last_failure}"
+            cause = _untimed(cause)
             kind, text = "unreachable", (f"kafka unreachable at {self._bootstrap} ({protocol}): no answer "
                                          f"within {self.timeout:g} s while {what}; last error: {cause}")
         elif exc is None or code in _NOT_CONNECTED:
@@ -454,3 +473,113 @@ def _describe(exc: BaseException | None) -> str:
 
 def _all_unconnected(failures: list[BaseException]) -> bool:
     return bool(failures) and all(_code(f) in _NOT_CONNECTED for f in failures)
+
+
+# librdkafka ends connection errors with e.g. "(after 304ms in state AUTH_REQ, 2 identical error(s)
+# suppressed)": timings that differ on every retry would make one outage look like many.
+_TIMING_RE = re.compile(r" \(after \d+ms in state [A-Z_]+(?:, \d+ identical error\(s\) suppressed)?\)")
+
+
+def _untimed(text: str) -> str:
+    return _TIMING_RE.sub("", text)
+
+
+# ---------------------------------------------------------------------- crash isolation
+
+def _committed_worker(settings: KafkaSettings, conn) -> None:
+    """Child process: answers committed() requests from the sampler over a pipe, until the
+    pipe closes (the parent closed it or died). SIGINT (Ctrl-C reaches the whole process
+    group) is ignored; SIGTERM ends it, as multiprocessing does at the parent's exit."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if os.environ.get("LAGMON_TEST_CRASH_COMMITTED"):  # test hook: crash like librdkafka#5040
+        os.kill(os.getpid(), signal.SIGSEGV)
+    client = KafkaClient(settings, logger=logging.getLogger("lagmon.sampler.offsets"))
+    while True:
+        try:
+            groups = conn.recv()
+        except (EOFError, OSError):
+            break
+        before = client.requests
+        try:
+            offsets, errors = client.committed(groups)
+            conn.send(("ok", offsets, errors, client.requests - before))
+        except KafkaUnavailable as exc:
+            conn.send(("unavailable", str(exc), exc.kind, client.requests - before))
+    client.close()
+
+
+class IsolatedKafkaClient(KafkaClient):
+    """KafkaClient whose committed() runs in a long-lived child process.
+
+    librdkafka (2.16 and earlier, librdkafka#5040) can crash the whole process with SIGSEGV
+    when OffsetFetch gets NOT_COORDINATOR, as when a group coordinator moves during a broker
+    restart. In the child such a crash costs one sample (reported as an error, logged once
+    per outage); the child is started again for the next sample. The sampler stays up."""
+
+    def __init__(self, k: KafkaSettings, *, logger: logging.Logger | None = None):
+        super().__init__(k, logger=logger)
+        self._worker = None
+        self._conn = None
+
+    def _start_worker(self) -> None:
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("spawn")
+        parent, child = ctx.Pipe()
+        self._worker = ctx.Process(target=_committed_worker, args=(self.settings, child),
+                                   name="lagmon-offsets", daemon=True)
+        self._worker.start()
+        child.close()
+        self._conn = parent
+        # At exit multiprocessing SIGTERMs daemonic children and joins them, but the worker
+        # ignores SIGTERM: stop it first (atexit runs the last registered handler first).
+        atexit.unregister(self._stop_worker)
+        atexit.register(self._stop_worker)
+
+    def _stop_worker(self) -> int | None:
+        worker, conn = self._worker, self._conn
+        self._worker = self._conn = None
+        if conn is not None:
+            conn.close()
+        if worker is None:
+            return None
+        worker.join(2)
+        if worker.is_alive():
+            worker.kill()
+            worker.join(2)
+        return worker.exitcode
+
+    def committed(self, groups: Iterable[str]) -> tuple[dict[str, dict[tuple[str, int], int]], dict[str, str]]:
+        wanted = list(dict.fromkeys(groups))
+        if not wanted:
+            return {}, {}
+        what = f"fetching committed offsets of {len(wanted)} group(s)"
+        if self._worker is None or not self._worker.is_alive():
+            self._start_worker()
+        try:
+            self._conn.send(wanted)
+            # The child waits at most the request timeout per request burst; allow for its start.
+            if not self._conn.poll(self.timeout + 30):
+                self._stop_worker()
+                raise KafkaUnavailable(f"kafka at {self._bootstrap}: {what} timed out", kind="timeout")
+            answer = self._conn.recv()
+        except (EOFError, OSError, BrokenPipeError):
+            code = self._stop_worker()
+            how = f"signal {-code}" if code is not None and code < 0 else f"exit {code}"
+            if code == -15:
+                raise KafkaUnavailable(f"kafka at {self._bootstrap}: {what}: interrupted (the client "
+                                       "process was stopped by SIGTERM)", kind="error") from None
+            raise KafkaUnavailable(
+                f"kafka at {self._bootstrap}: {what}: the client process crashed ({how}); a known "
+                "librdkafka crash when a group coordinator moves (librdkafka#5040); retrying",
+                kind="error") from None
+        self.requests += answer[-1]
+        if answer[0] == "ok":
+            return answer[1], answer[2]
+        raise KafkaUnavailable(answer[1], kind=answer[2])
+
+    def close(self) -> None:
+        self._stop_worker()
+        super().close()

@@ -3,12 +3,12 @@
 import sys
 
 from lagmon import runtime
-from lagmon.kafka import KafkaClient
+from lagmon.kafka import IsolatedKafkaClient
 from lagmon.sampling import Sampler
 
 
 def make_step(cfg, store, log):
-    sampler = Sampler(cfg, store, KafkaClient(cfg.kafka, logger=log), log)
+    sampler = Sampler(cfg, store, IsolatedKafkaClient(cfg.kafka, logger=log), log)
     return sampler.step, cfg.monitoring.sample_interval_seconds
 
 
