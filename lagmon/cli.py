@@ -20,14 +20,11 @@ EXIT_CONFIG = 2
 
 def check_config(args: argparse.Namespace) -> int:
     """Validate the file; print the effective configuration (secrets masked) and any warnings."""
-    try:
-        cfg = config.load(args.config)
-    except config.ConfigError as exc:
-        for line in exc.errors:
-            print(line, file=sys.stderr)
+    from lagmon.control import load_config
+
+    cfg = load_config(args.config)
+    if cfg is None:
         return EXIT_CONFIG
-    for warning in cfg.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
     print(f"# effective configuration of {args.config} (defaults filled in, secrets masked)")
     print(yaml.safe_dump(config.masked(cfg), sort_keys=False, default_flow_style=False), end="")
     return EXIT_OK

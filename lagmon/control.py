@@ -17,7 +17,8 @@ from lagmon.store import Store, StoreError
 MAX_SOCKET_PATH = 107
 
 
-def _load(path: str):
+def load_config(path: str):
+    """The config, or None after printing its error lines; warnings are printed either way."""
     try:
         cfg = config.load(path)
     except config.ConfigError as exc:
@@ -31,7 +32,7 @@ def _load(path: str):
 
 def run(config_path: str, *, debug: bool = False, run_dir: str | None = None) -> int:
     """Run supervisord in the foreground with the three stages (exec, so signals reach it)."""
-    cfg = _load(config_path)
+    cfg = load_config(config_path)
     if cfg is None:
         return 2
     db_dir = os.path.dirname(os.path.abspath(cfg.database.path))
@@ -77,7 +78,7 @@ def status(config_path: str) -> int:
     """Print groups and stage heartbeats from the database; exit 1 when the data is stale."""
     from lagmon.stages import Reporter
 
-    cfg = _load(config_path)
+    cfg = load_config(config_path)
     if cfg is None:
         return 2
     if not os.path.exists(cfg.database.path):
