@@ -6,7 +6,7 @@ For lagmon's tests and for trying lagmon by hand. Standard library only.
     python scripts/kafka_broker.py fetch  [--version V]
     python scripts/kafka_broker.py start  [--version V] [--port 19092] [--sasl-port 19093]
                                           [--controller-port 19094] [--workdir DIR]
-    python scripts/kafka_broker.py stop   [--port 19092] [--workdir DIR]
+    python scripts/kafka_broker.py stop   [--port 19092] [--workdir DIR] [--keep-data]
     python scripts/kafka_broker.py status [--port 19092] [--workdir DIR]
 
 The broker jars come from Maven Central through scripts/kafka-pom.xml and are cached in
@@ -18,6 +18,10 @@ Listeners (all on 127.0.0.1):
     SASL_PLAINTEXT  --sasl-port        (default 19093), mechanism PLAIN,
                     users admin/admin-secret and lagmon/lagmon-secret
     CONTROLLER      --controller-port  (default 19094)
+
+`stop` deletes the data directory and `start` formats a fresh one, unless --keep-data is given:
+`stop --keep-data` leaves it, and `start --keep-data` reuses an already formatted one (same
+cluster id, topics and committed offsets), so a broker can be restarted in place.
 
 Exit codes: 0 ok; 1 failure (broker did not start, not running for `status`);
 2 a prerequisite is missing (java, mvn) or bad usage.
@@ -416,8 +420,10 @@ def cmd_start(args) -> int:
     classpath = f"{lib}/*"
 
     data = workdir / "data"
-    shutil.rmtree(data, ignore_errors=True)
-    data.mkdir(parents=True)
+    reuse = args.keep_data and (data / "meta.properties").is_file()
+    if not reuse:
+        shutil.rmtree(data, ignore_errors=True)
+        data.mkdir(parents=True)
     props = workdir / "server.properties"
     props.write_text(server_properties(workdir, port, args.sasl_port, args.controller_port))
     if major(args.version) >= 4:
@@ -432,14 +438,17 @@ def cmd_start(args) -> int:
            f"-Dkafka.logs.dir={workdir / 'logs'}", log_opt, "-cp", classpath]
 
     started = time.monotonic()
-    fmt = jvm + ["kafka.tools.StorageTool", "format", "-t", random_cluster_id(), "-c", str(props)]
-    try:
-        out = subprocess.run(fmt, capture_output=True, text=True, timeout=FORMAT_TIMEOUT)
-    except subprocess.TimeoutExpired as exc:
-        raise Failure(f"formatting the storage did not finish within {FORMAT_TIMEOUT:.0f} s") from exc
-    if out.returncode != 0:
-        raise Failure(f"formatting the storage failed (exit {out.returncode}):\n"
-                      + "\n".join((out.stdout + out.stderr).strip().splitlines()[-20:]))
+    if reuse:
+        log(f"reusing the formatted data directory {data}")
+    else:
+        fmt = jvm + ["kafka.tools.StorageTool", "format", "-t", random_cluster_id(), "-c", str(props)]
+        try:
+            out = subprocess.run(fmt, capture_output=True, text=True, timeout=FORMAT_TIMEOUT)
+        except subprocess.TimeoutExpired as exc:
+            raise Failure(f"formatting the storage did not finish within {FORMAT_TIMEOUT:.0f} s") from exc
+        if out.returncode != 0:
+            raise Failure(f"formatting the storage failed (exit {out.returncode}):\n"
+                          + "\n".join((out.stdout + out.stderr).strip().splitlines()[-20:]))
 
     with open(workdir / "broker.log", "wb") as logfile:
         proc = subprocess.Popen(jvm + ["kafka.Kafka", str(props)], stdin=subprocess.DEVNULL,
@@ -516,7 +525,8 @@ def cmd_stop(args) -> int:
     else:
         log(f"no broker running from {workdir}")
     (workdir / "broker.pid").unlink(missing_ok=True)
-    shutil.rmtree(workdir / "data", ignore_errors=True)
+    if not args.keep_data:
+        shutil.rmtree(workdir / "data", ignore_errors=True)
     return 0
 
 
@@ -545,6 +555,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--controller-port", type=int, default=19094, help="KRaft controller port")
     parser.add_argument("--workdir", type=Path, default=None,
                         help="data, log and pid files (default ${TMPDIR:-/tmp}/lagmon-kafka-<port>)")
+    parser.add_argument("--keep-data", action="store_true",
+                        help="stop: keep the data directory; start: reuse it if already formatted")
     args = parser.parse_args(argv)
     if args.workdir is None:
         args.workdir = Path(os.environ.get("TMPDIR") or "/tmp") / f"lagmon-kafka-{args.port}"
