@@ -155,6 +155,14 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+def _outage_key(exc: BaseException) -> str:
+    """What makes a repeated failure the same outage (logged once): the exception's type and
+    its ``kind`` when it has one (KafkaUnavailable: its text names the request that failed,
+    which changes from retry to retry), otherwise its type and message."""
+    kind = getattr(exc, "kind", None)
+    return f"{type(exc).__name__} kind={kind}" if isinstance(kind, str) else _describe(exc)
+
+
 class _Heartbeat:
     """store.heartbeat that never raises; its own failures logged once per outage."""
 
@@ -205,7 +213,7 @@ def run_stage(
     heartbeat = _Heartbeat(stage, store, log, wall(), interval)
     backoff_cap = max(0.0, min(float(interval), BACKOFF_MAX))
     failures = 0
-    outage: str | None = None  # message of the error being repeated, if any
+    outage: str | None = None  # _outage_key of the error being repeated, if any
 
     while not stop.is_set():
         started = clock()
@@ -218,11 +226,11 @@ def run_stage(
         except Exception as exc:  # noqa: BLE001 - a step must never kill the stage
             failed_at = clock()
             failures += 1
-            msg = _describe(exc)
+            msg, key = _describe(exc), _outage_key(exc)
             wait = min(BACKOFF_START * 2 ** min(failures - 1, 30), backoff_cap)
             if once:
                 log.error("step failed: %s", msg)
-            elif msg != outage:
+            elif key != outage:
                 log.error(
                     "step failed: %s; retrying in %g s, backing off up to %g s",
                     msg, wait, backoff_cap,
@@ -230,7 +238,7 @@ def run_stage(
             else:
                 log.debug("step failed again (%d): %s", failures, msg)
             log.debug("traceback of the failed step", exc_info=exc)
-            outage = msg
+            outage = key
             heartbeat(wall(), False, msg)
             if once:
                 return EXIT_FAILED
