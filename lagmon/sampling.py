@@ -69,6 +69,7 @@ class Sampler:
             self.topic_sampled[topic] = max(self.topic_sampled.get(topic, 0.0), row.last_seen)
         self.anchored: set[tuple[str, int, int]] = set()
         self._present: set[str] = set()
+        self._missing_once: set[str] = set()
         self.last_result = SampleResult()
 
     # ----------------------------------------------------------------- helpers
@@ -262,10 +263,14 @@ class Sampler:
         result.transitions = transitions
 
     def _mark_absent(self, groups: set[str], now: float) -> None:
-        """Groups the cluster no longer lists go OFFLINE (and are purged later)."""
+        """Groups missing from two complete listings in a row go OFFLINE (and are purged later).
+        One listing is not enough: a broker that is coming back can answer ListGroups
+        completely but without groups whose coordinator has not loaded yet."""
+        missing = {g for (g, _t) in self.statuses if g not in groups}
+        confirmed, self._missing_once = missing & self._missing_once, missing
         rows, transitions = [], []
         for key, status in self.statuses.items():
-            if key[0] in groups or status.state == states.State.OFFLINE.value:
+            if key[0] not in confirmed or status.state == states.State.OFFLINE.value:
                 continue
             reason = "group no longer listed by the cluster"
             transitions.append(Transition(key[0], key[1], now, status.state, states.State.OFFLINE.value, reason))
