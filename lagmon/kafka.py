@@ -493,6 +493,8 @@ def _committed_worker(settings: KafkaSettings, conn) -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # stderr is the sampler's (supervisord's per-stage log): same shape as the stage's lines.
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     if os.environ.get("LAGMON_TEST_CRASH_COMMITTED"):  # test hook: crash like librdkafka#5040
         os.kill(os.getpid(), signal.SIGSEGV)
     client = KafkaClient(settings, logger=logging.getLogger("lagmon.sampler.offsets"))

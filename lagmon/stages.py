@@ -19,6 +19,7 @@ class Reporter:
         self.cfg = cfg
         self.store = store
         self.log = log or logging.getLogger("lagmon.reporter")
+        self.stale = False  # logged once per stale period, not at every report
 
     def rows(self, now: float) -> list[report.ConsumerRow]:
         statuses = self.store.group_statuses()
@@ -56,8 +57,12 @@ class Reporter:
         report.write_report(self.cfg.output.json_path, report.build_report(rows, generated_at=now, monitor=monitor))
         self.log.debug("wrote %d consumers to %s in %.3fs", len(rows), self.cfg.output.json_path,
                        time.perf_counter() - started)
-        if monitor.get("stale"):
+        stale = bool(monitor.get("stale"))
+        if stale and not self.stale:
             self.log.warning("report is stale: %s", monitor.get("stale_reason", "sampler not completing samples"))
+        elif self.stale and not stale:
+            self.log.info("report is fresh again: the sampler is completing samples")
+        self.stale = stale
         return self.cfg.monitoring.report_interval_seconds
 
 
