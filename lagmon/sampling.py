@@ -183,18 +183,20 @@ class Sampler:
         )
         return self._next_delay(now)
 
-    def _lags(self, keys: set[tuple[str, str]], now: float) -> dict[tuple[str, str], timelag.GroupLag]:
+    def _lags(self, keys: set[tuple[str, str]], inputs, now: float) -> dict[tuple[str, str], timelag.GroupLag]:
         per_key: dict[tuple[str, str], list] = {k: [] for k in keys}
-        for inp in self.store.lag_inputs(keys):
+        for inp in inputs:
             lag = timelag.partition_lag(inp, now)
             if lag is not None:
                 per_key.setdefault((inp.group_id, inp.topic), []).append(lag)
         return {k: timelag.group_lag(v, now) for k, v in per_key.items()}
 
-    def _read_anchors(self, keys: set[tuple[str, str]], result: SampleResult) -> None:
-        """Read the message timestamp at commits that fall below the head history, all in one batch."""
+    def _read_anchors(self, inputs, result: SampleResult) -> set[tuple[str, str]]:
+        """Read the message timestamp at commits that fall below the head history, all in one
+        batch; returns the group/topics that got new anchors."""
         wanted: dict[tuple[str, int, int], None] = {}
-        for inp in self.store.lag_inputs(keys):
+        owners: dict[tuple[str, int, int], set[tuple[str, str]]] = {}
+        for inp in inputs:
             if len(wanted) >= MAX_ANCHOR_READS:
                 break
             if inp.oldest_head is None or inp.committed >= inp.oldest_head[0]:
@@ -204,14 +206,15 @@ class Sampler:
             key = (inp.topic, inp.partition, inp.committed)
             if key not in self.anchored:
                 wanted[key] = None
+                owners.setdefault(key, set()).add((inp.group_id, inp.topic))
         if not wanted:
-            return
+            return set()
         if len(self.anchored) > MAX_ANCHOR_READS * 5:
             self.anchored.clear()  # bounded memory; at worst an anchor is read once more
         budget = min(ANCHOR_BUDGET_MAX, max(ANCHOR_BUDGET_MIN, self.mon.sample_interval_seconds / 2))
         found = self.client.message_times(list(wanted), budget=budget)
         result.anchors_read = len(found)
-        anchors, gone = [], 0
+        anchors, gone, touched = [], 0, set()
         for (topic, partition, committed), answer in found.items():
             self.anchored.add((topic, partition, committed))
             if answer is None:
@@ -219,17 +222,22 @@ class Sampler:
             offset, ts = answer
             anchors.append((topic, partition, offset, ts, offset == committed))
             gone += offset != committed
+            touched |= owners[(topic, partition, committed)]
         self.store.put_anchors(anchors)
         self.log.info(
             "anchored %d commits below the head history on their messages' timestamps%s",
             len(anchors), f" ({gone} messages gone: those lags are lower bounds)" if gone else "",
         )
+        return touched
 
     def _update_states(self, keys, advanced, now, result: SampleResult) -> None:
         if not keys:
             return
-        self._read_anchors(keys, result)
-        lags = self._lags(keys, now)
+        inputs = self.store.lag_inputs(keys)
+        touched = self._read_anchors(inputs, result)
+        if touched:  # only those group/topics need their inputs again, now with anchors
+            inputs = [i for i in inputs if (i.group_id, i.topic) not in touched] + self.store.lag_inputs(touched)
+        lags = self._lags(keys, inputs, now)
         moved = {(g, t) for (g, t, _p) in advanced}
         rows, transitions = [], []
         for key in sorted(keys):

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from typing import Callable, Iterable, Iterator, Mapping
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
 
 Keep = Callable[[list[tuple[int, float, float]], int], set[int]]
@@ -106,6 +106,15 @@ CONSUMER_COMMITS_TABLE = """CREATE TABLE consumer_commits(
     group_id TEXT NOT NULL, topic TEXT NOT NULL, partition INTEGER NOT NULL, first_seen REAL NOT NULL,
     committed_offset INTEGER NOT NULL, last_seen REAL NOT NULL,
     PRIMARY KEY(group_id, topic, partition, first_seen)) WITHOUT ROWID"""
+# The newest consumer_commits row of every key, kept by record_commits: what the lag is computed
+# from, read without grouping the whole history (migration 2).
+LATEST_COMMITS_TABLE = """CREATE TABLE latest_commits(
+    group_id TEXT NOT NULL, topic TEXT NOT NULL, partition INTEGER NOT NULL,
+    committed_offset INTEGER NOT NULL, first_seen REAL NOT NULL, last_seen REAL NOT NULL,
+    PRIMARY KEY(group_id, topic, partition)) WITHOUT ROWID"""
+LATEST_COMMITS_FILL = """INSERT INTO latest_commits(group_id, topic, partition, committed_offset, first_seen, last_seen)
+    SELECT group_id, topic, partition, committed_offset, max(first_seen), last_seen
+    FROM consumer_commits GROUP BY group_id, topic, partition"""
 GROUP_STATUS_TABLE = """CREATE TABLE group_status(
     group_id TEXT NOT NULL, topic TEXT NOT NULL, state TEXT NOT NULL, since REAL, reason TEXT,
     static_samples INTEGER, last_sampled REAL, next_sample REAL, last_present REAL, lag_seconds REAL,
@@ -125,6 +134,7 @@ MIGRATIONS: list[tuple[str, ...]] = [
     (SCHEMA_VERSION_TABLE, PARTITION_OFFSETS_TABLE, PARTITION_ANCHORS_TABLE, CONSUMER_COMMITS_TABLE,
      GROUP_STATUS_TABLE, GROUP_TRANSITIONS_TABLE, GROUP_TRANSITIONS_INDEX,
      EXCLUDED_TOPICS_TABLE, EXCLUDED_GROUPS_TABLE, STAGE_STATE_TABLE),
+    (LATEST_COMMITS_TABLE, LATEST_COMMITS_FILL),
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
@@ -141,9 +151,8 @@ TEMP_TABLES = (
 
 # --- queries --------------------------------------------------------------------------------
 
-# Latest commit row per (group, topic, partition): SQLite takes the bare columns from the max() row.
-_LATEST_COMMITS = """SELECT group_id, topic, partition, committed_offset, max(first_seen) AS first_seen, last_seen
-    FROM consumer_commits {where} GROUP BY group_id, topic, partition"""
+_LATEST_COMMITS = """SELECT group_id, topic, partition, committed_offset, first_seen, last_seen
+    FROM latest_commits {where}"""
 _WANTED = "WHERE (group_id, topic) IN (SELECT group_id, topic FROM temp.want_pairs)"
 
 
@@ -172,10 +181,8 @@ FROM l
 LAG_INPUTS_ALL = LAG_INPUTS_SQL.format(latest=_LATEST_COMMITS.format(where=""))
 LAG_INPUTS_WANTED = LAG_INPUTS_SQL.format(latest=_LATEST_COMMITS.format(where=_WANTED))
 
-_PRUNE_ANCHORS = """WITH latest AS (
-        SELECT topic, partition, committed_offset, max(first_seen)
-        FROM consumer_commits GROUP BY group_id, topic, partition),
-    floor AS (SELECT topic, partition, min(committed_offset) AS c FROM latest GROUP BY topic, partition)
+_PRUNE_ANCHORS = """WITH floor AS (
+        SELECT topic, partition, min(committed_offset) AS c FROM latest_commits GROUP BY topic, partition)
 DELETE FROM partition_anchors WHERE offset < coalesce(
     (SELECT c FROM floor f WHERE f.topic = partition_anchors.topic AND f.partition = partition_anchors.partition),
     9223372036854775807)"""
@@ -310,9 +317,9 @@ class Store:
             db.executemany("INSERT INTO temp.in_commits(group_id, topic, partition, committed_offset)"
                            " VALUES (?, ?, ?, ?)", [(g, t, p, o) for (g, t, p), o in commits.items()])
             db.execute("""UPDATE temp.in_commits SET (prev_offset, prev_first_seen) = (
-                              SELECT c.committed_offset, c.first_seen FROM consumer_commits c
+                              SELECT c.committed_offset, c.first_seen FROM latest_commits c
                               WHERE c.group_id = in_commits.group_id AND c.topic = in_commits.topic
-                                AND c.partition = in_commits.partition ORDER BY c.first_seen DESC LIMIT 1)""")
+                                AND c.partition = in_commits.partition)""")
             db.execute("""UPDATE consumer_commits SET last_seen = max(last_seen, :at)
                           WHERE (group_id, topic, partition, first_seen) IN (
                               SELECT group_id, topic, partition, prev_first_seen FROM temp.in_commits
@@ -324,6 +331,16 @@ class Store:
                           ON CONFLICT(group_id, topic, partition, first_seen)
                           DO UPDATE SET committed_offset = excluded.committed_offset, last_seen = excluded.last_seen""",
                        {"at": at})
+            db.execute("""INSERT INTO latest_commits(group_id, topic, partition, committed_offset,
+                              first_seen, last_seen)
+                          SELECT group_id, topic, partition, committed_offset,
+                                 CASE WHEN committed_offset = prev_offset THEN prev_first_seen ELSE :at END, :at
+                          FROM temp.in_commits WHERE true
+                          ON CONFLICT(group_id, topic, partition) DO UPDATE SET
+                              committed_offset = excluded.committed_offset, first_seen = excluded.first_seen,
+                              last_seen = CASE WHEN excluded.first_seen = latest_commits.first_seen
+                                               THEN max(latest_commits.last_seen, excluded.last_seen)
+                                               ELSE excluded.last_seen END""", {"at": at})
             advanced = {(g, t, p) for g, t, p in db.execute(
                 "SELECT group_id, topic, partition FROM temp.in_commits WHERE committed_offset > prev_offset")}
             db.execute("DELETE FROM temp.in_commits")
@@ -362,7 +379,7 @@ class Store:
 
     def delete_topic(self, topic: str) -> None:
         with self._write() as db:
-            for table in ("partition_offsets", "partition_anchors", "consumer_commits",
+            for table in ("partition_offsets", "partition_anchors", "consumer_commits", "latest_commits",
                           "group_status", "group_transitions"):
                 db.execute(f"DELETE FROM {table} WHERE topic = ?", (topic,))
 
@@ -457,7 +474,7 @@ class Store:
         with self._write() as db:
             gone = db.execute("SELECT group_id, topic FROM group_status WHERE last_present < ?",
                               (older_than,)).fetchall()
-            for table in ("consumer_commits", "group_transitions", "group_status"):
+            for table in ("consumer_commits", "latest_commits", "group_transitions", "group_status"):
                 db.executemany(f"DELETE FROM {table} WHERE group_id = ? AND topic = ?", gone)
         return len(gone)
 

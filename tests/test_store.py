@@ -52,7 +52,7 @@ def test_pragmas_took_effect(store, db_path):
 def test_tables_exist(store, db_path):
     names = {r[0] for r in raw(db_path, "SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert names == {"schema_version", "partition_offsets", "partition_anchors", "consumer_commits",
-                     "group_status", "group_transitions", "excluded_topics", "excluded_groups", "stage_state"}
+                     "latest_commits", "group_status", "group_transitions", "excluded_topics", "excluded_groups", "stage_state"}
 
 
 def test_migrations_idempotent(db_path):
@@ -60,7 +60,26 @@ def test_migrations_idempotent(db_path):
         s.record_heads({("t", 0): 5}, 1.0)
     with Store(db_path) as s:
         assert s.latest_heads() == {("t", 0): HeadRow(5, 1.0, 1.0)}
-    assert raw(db_path, "SELECT version FROM schema_version") == [(SCHEMA_VERSION,)]
+    assert raw(db_path, "SELECT version FROM schema_version") == [(v,) for v in range(1, SCHEMA_VERSION + 1)]
+
+
+def test_a_version_1_database_migrates_and_keeps_its_commits(db_path):
+    import sqlite3
+
+    from lagmon.store import MIGRATIONS
+
+    conn = sqlite3.connect(db_path, isolation_level=None)
+    for stmt in MIGRATIONS[0]:
+        conn.execute(stmt)
+    conn.execute("INSERT INTO schema_version(version) VALUES (1)")
+    conn.executemany("INSERT INTO consumer_commits VALUES (?, ?, ?, ?, ?, ?)",
+                     [("g", "t", 0, 10.0, 5, 20.0), ("g", "t", 0, 30.0, 7, 40.0), ("g", "t", 1, 10.0, 3, 40.0)])
+    conn.execute("INSERT INTO partition_offsets VALUES ('t', 0, 9, 35.0, 40.0)")
+    conn.close()
+    with Store(db_path) as s:
+        got = {(i.partition, i.committed, i.commit_first_seen, i.commit_last_seen) for i in s.lag_inputs()}
+        assert got == {(0, 7, 30.0, 40.0), (1, 3, 10.0, 40.0)}
+        assert s.record_commits({("g", "t", 0): 8}, 50.0) == {("g", "t", 0)}
 
 
 def test_newer_schema_is_refused(db_path):
@@ -69,7 +88,7 @@ def test_newer_schema_is_refused(db_path):
     conn.execute("INSERT INTO schema_version(version) VALUES (7)")
     conn.commit()
     conn.close()
-    with pytest.raises(StoreError, match=r"schema version 7 is newer than this lagmon supports \(1\)") as e:
+    with pytest.raises(StoreError, match=r"schema version 7 is newer than this lagmon supports \(2\)") as e:
         Store(db_path)
     assert db_path in str(e.value)
 
@@ -287,7 +306,7 @@ def test_lag_inputs_brackets_use_primary_key(store, sql):
     assert len(bracket) == 11, plan  # 5 joined rows + 6 seeks (newest, 2 head, 2 anchor brackets, oldest)
     assert all(line.startswith("SEARCH") and "USING PRIMARY KEY (topic=? AND partition=?" in line
                for line in bracket), plan
-    assert not [line for line in plan if line.startswith("SCAN") and line not in ("SCAN l", "SCAN consumer_commits")]
+    assert not [line for line in plan if line.startswith("SCAN") and line not in ("SCAN l", "SCAN latest_commits")]
 
 
 # --- other writes and reads --------------------------------------------------------------------
