@@ -143,7 +143,7 @@ TEMP_TABLES = (
     """CREATE TEMP TABLE IF NOT EXISTS in_heads(topic TEXT, partition INTEGER, offset INTEGER,
         PRIMARY KEY(topic, partition)) WITHOUT ROWID""",
     """CREATE TEMP TABLE IF NOT EXISTS in_commits(group_id TEXT, topic TEXT, partition INTEGER,
-        committed_offset INTEGER, prev_offset INTEGER, prev_first_seen REAL,
+        committed_offset INTEGER, prev_offset INTEGER, prev_first_seen REAL, prev_last_seen REAL,
         PRIMARY KEY(group_id, topic, partition)) WITHOUT ROWID""",
     """CREATE TEMP TABLE IF NOT EXISTS want_pairs(group_id TEXT, topic TEXT,
         PRIMARY KEY(group_id, topic)) WITHOUT ROWID""",
@@ -316,14 +316,19 @@ class Store:
             db.execute("DELETE FROM temp.in_commits")
             db.executemany("INSERT INTO temp.in_commits(group_id, topic, partition, committed_offset)"
                            " VALUES (?, ?, ?, ?)", [(g, t, p, o) for (g, t, p), o in commits.items()])
-            db.execute("""UPDATE temp.in_commits SET (prev_offset, prev_first_seen) = (
-                              SELECT c.committed_offset, c.first_seen FROM latest_commits c
+            db.execute("""UPDATE temp.in_commits SET (prev_offset, prev_first_seen, prev_last_seen) = (
+                              SELECT c.committed_offset, c.first_seen, c.last_seen FROM latest_commits c
                               WHERE c.group_id = in_commits.group_id AND c.topic = in_commits.topic
                                 AND c.partition = in_commits.partition)""")
-            db.execute("""UPDATE consumer_commits SET last_seen = max(last_seen, :at)
+            # An unchanged offset only moves latest_commits.last_seen (a small table); the history
+            # row of a run gets its final last_seen when the run ends, here, or when thinned.
+            db.execute("""UPDATE consumer_commits SET last_seen = (
+                              SELECT i.prev_last_seen FROM temp.in_commits i
+                              WHERE i.group_id = consumer_commits.group_id AND i.topic = consumer_commits.topic
+                                AND i.partition = consumer_commits.partition)
                           WHERE (group_id, topic, partition, first_seen) IN (
                               SELECT group_id, topic, partition, prev_first_seen FROM temp.in_commits
-                              WHERE committed_offset = prev_offset)""", {"at": at})
+                              WHERE prev_offset IS NOT NULL AND committed_offset <> prev_offset)""")
             db.execute("""INSERT INTO consumer_commits(group_id, topic, partition, first_seen,
                               committed_offset, last_seen)
                           SELECT group_id, topic, partition, :at, committed_offset, :at FROM temp.in_commits
@@ -439,6 +444,13 @@ class Store:
 
     def thin_commits(self, max_entries: int, keep: Keep) -> int:
         """Same for consumer_commits per (group, topic, partition); rows are (offset, first_seen, last_seen)."""
+        with self._write() as db:  # bring each open run's last_seen up to date first
+            db.execute("""UPDATE consumer_commits SET last_seen = (
+                              SELECT l.last_seen FROM latest_commits l
+                              WHERE l.group_id = consumer_commits.group_id AND l.topic = consumer_commits.topic
+                                AND l.partition = consumer_commits.partition)
+                          WHERE (group_id, topic, partition, first_seen) IN (
+                              SELECT group_id, topic, partition, first_seen FROM latest_commits)""")
         return self._thin(max_entries, keep, ("group_id", "topic", "partition"), "committed_offset",
                           "first_seen", "consumer_commits")
 
