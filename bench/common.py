@@ -1,0 +1,174 @@
+"""Shared helpers for lagmon's benchmarks: a private Kafka broker, statistics, tables.
+
+The benchmarks start their own single-node broker with scripts/kafka_broker.py on ports
+39092 (PLAINTEXT), 39093 (SASL) and 39094 (controller), with their own work directory, so
+they never touch a broker somebody else (the test suite) runs. `--bootstrap HOST:PORT`
+uses an existing broker instead and leaves it alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+BROKER_SCRIPT = REPO / "scripts" / "kafka_broker.py"
+PORT, SASL_PORT, CONTROLLER_PORT = 39092, 39093, 39094
+BENCH_TMP = Path(os.environ.get("TMPDIR") or "/tmp") / "lagmon-bench"
+BROKER_WORKDIR = BENCH_TMP / f"kafka-{PORT}"
+BROKER_TIMEOUT = 900.0  # a first run fetches the broker jars with Maven
+
+
+def header(name: str) -> None:
+    """One line saying what was measured: the lagmon commit (and uncommitted files), the machine."""
+    def git(*a):
+        try:
+            return subprocess.run(["git", *a], cwd=REPO, capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+    dirty = [line[3:] for line in git("status", "--porcelain", "--", "lagmon", "processes").splitlines()]
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"# {name}: lagmon {git('rev-parse', '--short', 'HEAD') or '?'}"
+          f"{' + uncommitted ' + ', '.join(dirty) if dirty else ''}; {os.cpu_count()} CPUs, "
+          f"load average {load:.2f}; {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}", flush=True)
+
+
+def broker_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--bootstrap", default=None,
+                        help="use this running broker instead of starting one on port 39092")
+    parser.add_argument("--keep-broker", action="store_true",
+                        help="leave the broker this benchmark started running (reuse it with --bootstrap)")
+
+
+def _broker(command: str, timeout: float) -> subprocess.CompletedProcess:
+    BROKER_WORKDIR.mkdir(parents=True, exist_ok=True)
+    return subprocess.run(
+        [sys.executable, str(BROKER_SCRIPT), command, "--port", str(PORT), "--sasl-port", str(SASL_PORT),
+         "--controller-port", str(CONTROLLER_PORT), "--workdir", str(BROKER_WORKDIR)],
+        capture_output=True, text=True, timeout=timeout)
+
+
+@contextlib.contextmanager
+def kafka(args: argparse.Namespace) -> Iterator[str]:
+    """Bootstrap servers: --bootstrap as given, else a broker of our own (stopped afterwards
+    unless --keep-broker, or unless it was already running from our work directory)."""
+    if args.bootstrap:
+        yield args.bootstrap
+        return
+    running = _broker("status", 60).returncode == 0
+    if not running:
+        started = time.monotonic()
+        out = _broker("start", BROKER_TIMEOUT)
+        if out.returncode != 0:
+            sys.exit(f"bench: could not start Kafka on port {PORT} (exit {out.returncode}):\n{out.stderr}")
+        print(f"# started Kafka on 127.0.0.1:{PORT} in {time.monotonic() - started:.1f} s "
+              f"(workdir {BROKER_WORKDIR})", flush=True)
+    try:
+        yield f"127.0.0.1:{PORT}"
+    finally:
+        if not running and not args.keep_broker:
+            _broker("stop", 120)
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (q in [0, 100]); nan for no values."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100.0 * len(ordered)))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+def median(values: Iterable[float]) -> float:
+    values = list(values)
+    return statistics.median(values) if values else math.nan
+
+
+def fmt(value: float | None, digits: int = 2) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, float) and math.isinf(value):
+        return "inf"
+    return f"{value:.{digits}f}"
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[object]], title: str | None = None) -> str:
+    """A GitHub-markdown table (readable in a terminal too)."""
+    rows = [[str(c) for c in r] for r in rows]
+    widths = [max(len(str(h)), *(len(r[i]) for r in rows)) if rows else len(str(h))
+              for i, h in enumerate(headers)]
+    lines = []
+    if title:
+        lines.append(f"\n{title}\n")
+    lines.append("| " + " | ".join(str(h).ljust(w) for h, w in zip(headers, widths)) + " |")
+    lines.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for r in rows:
+        lines.append("| " + " | ".join(c.rjust(w) if _numeric(c) else c.ljust(w) for c, w in zip(r, widths)) + " |")
+    return "\n".join(lines)
+
+
+def _numeric(text: str) -> bool:
+    try:
+        float(text.rstrip("x%").replace(",", ""))
+        return True
+    except ValueError:
+        return text in ("-", "inf")
+
+
+def mb(n_bytes: float) -> str:
+    return f"{n_bytes / 1e6:.1f}"
+
+
+def peak_rss(command: list[str], *, log: Path | None = None, timeout: float = 300.0) -> dict:
+    """Run command through bench/peak_rss.py: {"exit", "wall", "cpu", "rss_mb"} of that child alone."""
+    out = subprocess.run([sys.executable, str(REPO / "bench" / "peak_rss.py"), "--log", str(log or os.devnull),
+                          "--timeout", str(timeout), "--cwd", str(REPO), "--", *command],
+                         capture_output=True, text=True, timeout=timeout + 30)
+    if out.returncode != 0 or not out.stdout.strip():
+        raise RuntimeError(f"peak_rss.py failed: {out.stderr.strip()}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def written_bytes() -> int:
+    """Bytes this process has passed to write() (from /proc/self/io wchar)."""
+    with open("/proc/self/io") as f:
+        for line in f:
+            if line.startswith("wchar:"):
+                return int(line.split()[1])
+    return 0
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "MISSED"
+
+
+def _cli() -> int:
+    """`python bench/common.py start|stop|status`: the benchmarks' private broker (for run_all.sh)."""
+    command = sys.argv[1] if len(sys.argv) > 1 else "status"
+    if command not in ("start", "stop", "status"):
+        print("usage: python bench/common.py start|stop|status", file=sys.stderr)
+        return 2
+    out = _broker(command, BROKER_TIMEOUT)
+    sys.stderr.write(out.stderr)
+    if command == "start" and out.returncode == 0:
+        print(f"127.0.0.1:{PORT}")
+    return out.returncode
+
+
+if __name__ == "__main__":
+    sys.exit(_cli())
