@@ -5,7 +5,7 @@
 # serves the two Kafka benchmarks and is stopped before the two that need no Kafka, so that it
 # does not compete for the CPU. A broker already running from that work directory is reused
 # and left running. Each benchmark's output is also saved to $OUT (default
-# ${TMPDIR:-/tmp}/lagmon-bench/results). About 17 minutes on 2 cores.
+# ${TMPDIR:-/tmp}/lagmon-bench/results). About 13 minutes on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}

@@ -14,9 +14,12 @@ to every partition (every head advances) and every group commits the previous he
 commit advances, so every group stays ONLINE and due), outside the timed region. Then, in
 rotating order so that all see the same noise:
 
-  sample  Sampler.step in-process, real Store on a temp file, with a real KafkaClient
-          ("plain") and, when lagmon.kafka has it, the IsolatedKafkaClient the sampler stage
-          uses ("isolated": committed offsets fetched in a worker process);
+  sample  Sampler.step in-process, each with its own real Store on a temp file and a real Kafka
+          client: "plain/new-db" (KafkaClient, empty database), "isolated/new-db" (the
+          IsolatedKafkaClient processes/sampler.py uses, committed offsets fetched in a worker
+          process) and ".../full-history" (the stage's client on a database prefilled with 300
+          head rows per partition and 100 commit rows per group-partition: what a sampler that
+          has run for hours holds, the housekeeper's limits). The target is judged on the last;
   floor   bare confluent_kafka with no processing and no database: list topics, list groups,
           every group's committed offsets in flight at once, one batched list_offsets of
           every partition -- the same requests a sample needs.

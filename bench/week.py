@@ -182,10 +182,12 @@ def main() -> int:
                 next_keep += housekeep_every
             if t_rel >= next_report:
                 db_bytes, wal_bytes = sizes(db_path)
-                head_rows, commit_rows = sampler_store._conn.execute(
-                    "SELECT (SELECT count(*) FROM partition_offsets), (SELECT count(*) FROM consumer_commits)"
-                ).fetchone()
-                rows.append((t_rel, db_bytes, wal_bytes, head_rows, commit_rows, max(peak, db_bytes + wal_bytes)))
+                head_rows, commit_rows, at_cap = sampler_store._conn.execute(
+                    "SELECT (SELECT count(*) FROM partition_offsets), (SELECT count(*) FROM consumer_commits),"
+                    " (SELECT count(*) FROM (SELECT 1 FROM partition_offsets GROUP BY topic, partition"
+                    "  HAVING count(*) >= ?))", (cfg.monitoring.max_entries_per_partition,)).fetchone()
+                rows.append((t_rel, db_bytes, wal_bytes, head_rows, commit_rows, max(peak, db_bytes + wal_bytes),
+                             at_cap))
                 peak = 0
                 next_report += args.report_every
         wall = time.perf_counter() - wall0
@@ -195,12 +197,13 @@ def main() -> int:
 
     partitions = len(heads)
     out = []
-    for t_rel, db_bytes, wal_bytes, head_rows, commit_rows, window_peak in rows:
+    for t_rel, db_bytes, wal_bytes, head_rows, commit_rows, window_peak, at_cap in rows:
         out.append((f"day {t_rel / DAY:.1f}", common.mb(db_bytes), common.mb(wal_bytes), common.mb(window_peak),
-                    f"{head_rows:,}", f"{head_rows / partitions:.0f}", f"{commit_rows:,}",
+                    f"{head_rows:,}", f"{head_rows / partitions:.0f}", f"{at_cap:,}", f"{commit_rows:,}",
                     f"{(db_bytes + wal_bytes) / partitions:,.0f}"))
     print(table(["simulated time", "db MB", "wal MB", "db + wal peak since last line, MB", "head rows",
-                 "per partition", "commit rows", "bytes per partition (db + wal)"], out,
+                 "per partition", f"partitions at {cfg.monitoring.max_entries_per_partition} rows", "commit rows",
+                 "bytes per partition (db + wal)"], out,
                 title=f"A simulated week: {partitions:,} partitions, {GROUPS} groups x {PARTITIONS} partitions, "
                       f"a sample every {sample_every:g} s, housekeeping every {housekeep_every:g} s"))
     after_day = [r for r in rows if r[0] >= DAY]
@@ -212,6 +215,10 @@ def main() -> int:
         print(f"\nafter day 1: db + wal from {common.mb(base)} MB to {common.mb(last)} MB ({growth:+.1f}%), "
               f"peak {common.mb(peak)} MB. target: flat after the first day (within 10%): "
               f"{verdict(abs(growth) <= 10.0 and peak <= base * 1.1)}")
+        idle = sum(1 for i in range(TOPICS) if all(rate_per_minute(i, t) == 0 for t in (0.0, 3600.0, 7 * 3600.0)))
+        bound = (partitions - idle * PARTITIONS) * cfg.monitoring.max_entries_per_partition + idle * PARTITIONS
+        print(f"head rows at the end: {rows[-1][3]:,} of a bound of {bound:,} (max_entries_per_partition x "
+              f"the {partitions - idle * PARTITIONS:,} partitions that move, 1 row for each idle one)")
     print(f"{len(sample_s):,} samples (median {fmt(median(sample_s) * 1000, 1)} ms of Store writes each), "
           f"{len(keep_s)} housekeeper passes (median {fmt(median(keep_s), 2)} s, max {fmt(max(keep_s), 2)} s); "
           f"{wall:.0f} s in all; record_heads median {fmt(median(x[0] for x in split) * 1000, 1)} ms, "
