@@ -73,7 +73,7 @@ class Sampler:
         self.last_result = SampleResult()
 
     # ----------------------------------------------------------------- helpers
-    def _monitored_topics(self, metadata: dict[str, int], now: float) -> dict[str, int]:
+    def _monitored_topics(self, metadata: dict[str, int]) -> dict[str, int]:
         excluded: dict[str, str] = {}
         topics: dict[str, int] = {}
         for topic, count in metadata.items():
@@ -124,7 +124,7 @@ class Sampler:
         # The housekeeper purges absent groups: the database, not memory, is the truth.
         self.statuses = self.store.group_statuses()
         metadata = self.client.topics()
-        topics = self._monitored_topics(metadata, now)
+        topics = self._monitored_topics(metadata)
         listed, complete = self.client.groups()
         groups = self._monitored_groups(listed)
         if not complete:
@@ -134,7 +134,7 @@ class Sampler:
             self.log.warning("list_consumer_groups answered partially; keeping %d known groups", len(known))
         self.store.mark_excluded(self._excluded_topics, self._excluded_groups, now)
 
-        self._forget_deleted_topics(metadata, now, result)
+        self._forget_deleted_topics(metadata, result)
         if complete:
             self._mark_absent(groups, now)
         self._present = groups
@@ -183,14 +183,6 @@ class Sampler:
         )
         return self._next_delay(now)
 
-    def _lags(self, keys: set[tuple[str, str]], inputs, now: float) -> dict[tuple[str, str], timelag.GroupLag]:
-        per_key: dict[tuple[str, str], list] = {k: [] for k in keys}
-        for inp in inputs:
-            lag = timelag.partition_lag(inp, now)
-            if lag is not None:
-                per_key.setdefault((inp.group_id, inp.topic), []).append(lag)
-        return {k: timelag.group_lag(v, now) for k, v in per_key.items()}
-
     def _read_anchors(self, inputs, result: SampleResult) -> set[tuple[str, str]]:
         """Read the message timestamp at commits that fall below the head history, all in one
         batch; returns the group/topics that got new anchors."""
@@ -237,7 +229,7 @@ class Sampler:
         touched = self._read_anchors(inputs, result)
         if touched:  # only those group/topics need their inputs again, now with anchors
             inputs = [i for i in inputs if (i.group_id, i.topic) not in touched] + self.store.lag_inputs(touched)
-        lags = self._lags(keys, inputs, now)
+        lags = timelag.group_lags(inputs, now, keys)
         moved = {(g, t) for (g, t, _p) in advanced}
         rows, transitions = [], []
         for key in sorted(keys):
@@ -295,7 +287,7 @@ class Sampler:
             self.store.save_group_status(rows)
             self.store.add_transitions(transitions)
 
-    def _forget_deleted_topics(self, metadata: dict[str, int], now: float, result: SampleResult) -> None:
+    def _forget_deleted_topics(self, metadata: dict[str, int], result: SampleResult) -> None:
         for topic in sorted(self.topic_sampled):
             if topic not in metadata:
                 self.store.delete_topic(topic)

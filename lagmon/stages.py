@@ -23,16 +23,10 @@ class Reporter:
 
     def rows(self, now: float) -> list[report.ConsumerRow]:
         statuses = self.store.group_statuses()
-        parts: dict[tuple[str, str], list[timelag.PartitionLag]] = {k: [] for k in statuses}
-        for inp in self.store.lag_inputs():
-            lag = timelag.partition_lag(inp, now)
-            if lag is not None:
-                parts.setdefault((inp.group_id, inp.topic), []).append(lag)
         rows = []
-        for (group, topic), lags in parts.items():
+        for (group, topic), lag in timelag.group_lags(self.store.lag_inputs(), now, statuses).items():
             status = statuses.get((group, topic))
             state = states.State(status.state) if status is not None else states.State.ONLINE
-            lag = timelag.group_lag(lags, now)
             rows.append(
                 report.ConsumerRow(
                     group_id=group,

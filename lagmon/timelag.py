@@ -30,6 +30,7 @@ __all__ = [
     "append_time",
     "evaluation_time",
     "group_lag",
+    "group_lags",
     "history_bracket",
     "partition_lag",
 ]
@@ -216,3 +217,14 @@ def group_lag(parts: Iterable[Optional[PartitionLag]], now: float) -> GroupLag:
                         partitions=count, calculated_at=min(newest, now))
     return GroupLag(seconds=seconds, worst_partition=worst.partition, lower_bound=worst.lower_bound,
                     partitions=count, calculated_at=worst.at)
+
+
+def group_lags(inputs: Iterable, now: float, keys: Iterable[tuple[str, str]] = ()) -> dict[tuple[str, str], GroupLag]:
+    """group_lag of every (group_id, topic) in LagInput-like `inputs`; each of `keys` is
+    present too, with lag 0 over no partitions when no input names it."""
+    parts: dict[tuple[str, str], list[PartitionLag]] = {k: [] for k in keys}
+    for inp in inputs:
+        lag = partition_lag(inp, now)
+        if lag is not None:
+            parts.setdefault((inp.group_id, inp.topic), []).append(lag)
+    return {k: group_lag(v, now) for k, v in parts.items()}
