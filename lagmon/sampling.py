@@ -37,6 +37,25 @@ def matching_pattern(name: str, patterns) -> str | None:
     return None
 
 
+def _below_history(inp) -> bool:
+    """The commit is older than every head row: only its message's timestamp dates it."""
+    return inp.oldest_head is not None and inp.committed < inp.oldest_head[0]
+
+
+def _just_overtaken(inp) -> bool:
+    """A static commit that was the head at an earlier sample and that new messages passed
+    after its latest sample (typically an idle partition, then a burst). The message at the
+    commit was appended at some instant between two head samples; interpolation cannot tell
+    when, so its timestamp is read once, instead of erring by up to a sampling interval."""
+    c = inp.committed
+    if inp.head_below is None or inp.head_below[0] != c or inp.newest_head is None or c >= inp.newest_head:
+        return False
+    if not inp.commit_last_seen > inp.commit_first_seen:
+        return False
+    seen_above = timelag.overtaken_at(inp)
+    return seen_above is not None and seen_above > inp.commit_last_seen
+
+
 @dataclass
 class SampleResult:
     """What one pass did; logged at debug and used by tests and benchmarks."""
@@ -184,14 +203,14 @@ class Sampler:
         return self._next_delay(now)
 
     def _read_anchors(self, inputs, result: SampleResult) -> set[tuple[str, str]]:
-        """Read the message timestamp at commits that fall below the head history, all in one
-        batch; returns the group/topics that got new anchors."""
+        """Read the message timestamp at commits that fall below the head history or were just
+        overtaken at a head point, all in one batch; returns the group/topics that got new anchors."""
         wanted: dict[tuple[str, int, int], None] = {}
         owners: dict[tuple[str, int, int], set[tuple[str, str]]] = {}
         for inp in inputs:
             if len(wanted) >= MAX_ANCHOR_READS:
                 break
-            if inp.oldest_head is None or inp.committed >= inp.oldest_head[0]:
+            if not (_below_history(inp) or _just_overtaken(inp)):
                 continue
             if inp.anchor_below is not None and inp.anchor_below[0] == inp.committed:
                 continue
@@ -217,7 +236,7 @@ class Sampler:
             touched |= owners[(topic, partition, committed)]
         self.store.put_anchors(anchors)
         self.log.info(
-            "anchored %d commits below the head history on their messages' timestamps%s",
+            "anchored %d commits on their messages' timestamps%s",
             len(anchors), f" ({gone} messages gone: those lags are lower bounds)" if gone else "",
         )
         return touched
@@ -229,7 +248,8 @@ class Sampler:
         touched = self._read_anchors(inputs, result)
         if touched:  # only those group/topics need their inputs again, now with anchors
             inputs = [i for i in inputs if (i.group_id, i.topic) not in touched] + self.store.lag_inputs(touched)
-        lags = timelag.group_lags(inputs, now, keys)
+        summaries = timelag.group_summaries(inputs, keys)
+        lags = {k: timelag.group_lag_at(v, now) for k, v in summaries.items()}
         moved = {(g, t) for (g, t, _p) in advanced}
         rows, transitions = [], []
         for key in sorted(keys):
@@ -254,6 +274,7 @@ class Sampler:
                 group_id=key[0], topic=key[1], state=new.state.value, since=new.since, reason=new.reason,
                 static_samples=new.static_samples, last_sampled=now,
                 next_sample=now + self._interval(new.state.value), last_present=now, lag_seconds=lag_seconds,
+                lag_summary=summaries.get(key),
             )
             self.statuses[key] = status
             rows.append(status)
@@ -278,7 +299,7 @@ class Sampler:
                 group_id=key[0], topic=key[1], state=states.State.OFFLINE.value, since=now, reason=reason,
                 static_samples=0, last_sampled=status.last_sampled,
                 next_sample=now + self.mon.offline_sample_interval_seconds,
-                last_present=status.last_present, lag_seconds=status.lag_seconds,
+                last_present=status.last_present, lag_seconds=status.lag_seconds, lag_summary=status.lag_summary,
             )
             self.statuses[key] = status
             rows.append(status)

@@ -22,9 +22,17 @@ class Reporter:
         self.stale = False  # logged once per stale period, not at every report
 
     def rows(self, now: float) -> list[report.ConsumerRow]:
+        """One row per group/topic the sampler has a status for. Its lag comes from the summary
+        the sampler stored with the status (no per-partition reads); a status without one (a
+        database from an older lagmon, not resampled yet) is computed from the history."""
         statuses = self.store.group_statuses()
+        lags = {k: timelag.group_lag_at(s.lag_summary, now) for k, s in statuses.items() if s.lag_summary is not None}
+        # Commits with no status yet (the sampler stopped between its two writes) are reported too.
+        missing = [k for k in statuses.keys() | self.store.commit_keys() if k not in lags]
+        if missing:
+            lags.update(timelag.group_lags(self.store.lag_inputs(missing), now, missing))
         rows = []
-        for (group, topic), lag in timelag.group_lags(self.store.lag_inputs(), now, statuses).items():
+        for (group, topic), lag in lags.items():
             status = statuses.get((group, topic))
             state = states.State(status.state) if status is not None else states.State.ONLINE
             rows.append(

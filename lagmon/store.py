@@ -14,7 +14,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from typing import Callable, Iterable, Iterator, Mapping
 
-SCHEMA_VERSION = 2
+import orjson
+
+from lagmon.timelag import LagSummary
+
+SCHEMA_VERSION = 3
 JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
 
 Keep = Callable[[list[tuple[int, float, float]], int], set[int]]
@@ -59,6 +63,9 @@ class GroupStatus:
     next_sample: float | None
     last_present: float | None
     lag_seconds: float | None
+    # What the lag at any later time depends on, computed by the sampler (timelag.summarize);
+    # None until the sampler has sampled the group/topic with this schema.
+    lag_summary: LagSummary | None = None
 
 
 @dataclass(frozen=True)
@@ -119,6 +126,8 @@ GROUP_STATUS_TABLE = """CREATE TABLE group_status(
     group_id TEXT NOT NULL, topic TEXT NOT NULL, state TEXT NOT NULL, since REAL, reason TEXT,
     static_samples INTEGER, last_sampled REAL, next_sample REAL, last_present REAL, lag_seconds REAL,
     PRIMARY KEY(group_id, topic))"""
+# Migration 3: the sampler's timelag.LagSummary of each group/topic, as a JSON array.
+GROUP_STATUS_SUMMARY = "ALTER TABLE group_status ADD COLUMN lag_summary TEXT"
 GROUP_TRANSITIONS_TABLE = """CREATE TABLE group_transitions(
     group_id TEXT NOT NULL, topic TEXT NOT NULL, at REAL NOT NULL,
     from_state TEXT, to_state TEXT, reason TEXT)"""
@@ -135,6 +144,7 @@ MIGRATIONS: list[tuple[str, ...]] = [
      GROUP_STATUS_TABLE, GROUP_TRANSITIONS_TABLE, GROUP_TRANSITIONS_INDEX,
      EXCLUDED_TOPICS_TABLE, EXCLUDED_GROUPS_TABLE, STAGE_STATE_TABLE),
     (LATEST_COMMITS_TABLE, LATEST_COMMITS_FILL),
+    (GROUP_STATUS_SUMMARY,),
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
@@ -186,6 +196,21 @@ _PRUNE_ANCHORS = """WITH floor AS (
 DELETE FROM partition_anchors WHERE offset < coalesce(
     (SELECT c FROM floor f WHERE f.topic = partition_anchors.topic AND f.partition = partition_anchors.partition),
     9223372036854775807)"""
+
+
+def _status_row(status: GroupStatus) -> tuple:
+    summary = status.lag_summary
+    return (*_row(status)[:-1], None if summary is None else orjson.dumps(summary.to_list()).decode())
+
+
+def _status(row: tuple) -> GroupStatus:
+    summary = None
+    if row[-1] is not None:
+        try:
+            summary = LagSummary.from_list(orjson.loads(row[-1]))
+        except (orjson.JSONDecodeError, TypeError, ValueError, IndexError):
+            summary = None  # unreadable: the reporter recomputes this one from the history
+    return GroupStatus(*row[:-1], summary)
 
 
 def _pair(a: object, b: object) -> tuple | None:
@@ -367,7 +392,7 @@ class Store:
     def save_group_status(self, rows: Iterable[GroupStatus]) -> None:
         with self._write() as db:
             db.executemany(f"INSERT OR REPLACE INTO group_status({_columns(GroupStatus)}) "
-                           f"VALUES ({', '.join('?' * len(fields(GroupStatus)))})", [_row(r) for r in rows])
+                           f"VALUES ({', '.join('?' * len(fields(GroupStatus)))})", [_status_row(r) for r in rows])
 
     def add_transitions(self, rows: Iterable[Transition]) -> None:
         with self._write() as db:
@@ -411,7 +436,7 @@ class Store:
 
     def group_statuses(self) -> dict[tuple[str, str], GroupStatus]:
         rows = self._conn.execute(f"SELECT {_columns(GroupStatus)} FROM group_status")
-        return {(r[0], r[1]): GroupStatus(*r) for r in rows}
+        return {(r[0], r[1]): _status(r) for r in rows}
 
     def lag_inputs(self, groups_topics: Iterable[tuple[str, str]] | None = None) -> list[LagInput]:
         sql = LAG_INPUTS_ALL
@@ -425,6 +450,10 @@ class Store:
         return [LagInput(g, t, p, c, cf, cl, newest, _pair(hb, hbt), _pair(ha, hat), _pair(ab, abt),
                          _pair(aa, aat), _pair(ho, hot))
                 for g, t, p, c, cf, cl, newest, hb, hbt, ha, hat, ab, abt, aa, aat, ho, hot in rows]
+
+    def commit_keys(self) -> set[tuple[str, str]]:
+        """Every (group_id, topic) with a committed offset on record."""
+        return set(self._conn.execute("SELECT DISTINCT group_id, topic FROM latest_commits"))
 
     def stage_states(self) -> dict[str, StageState]:
         rows = self._conn.execute(f"SELECT {_columns(StageState)} FROM stage_state")

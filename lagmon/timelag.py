@@ -30,8 +30,16 @@ __all__ = [
     "append_time",
     "evaluation_time",
     "group_lag",
+    "group_lag_at",
     "group_lags",
+    "group_summaries",
+    "LagSummary",
+    "summarize",
+    "Term",
+    "partition_term",
+    "term_lag",
     "history_bracket",
+    "overtaken_at",
     "partition_lag",
 ]
 
@@ -110,35 +118,65 @@ def anchor_candidates(c: int, anchors: Iterable[Optional[Point]]) -> tuple[list[
     return lows, highs
 
 
-def evaluation_time(commit_first_seen: float, commit_last_seen: float, now: float) -> float:
-    """``now`` if the latest commit row is static (seen more than once), else its sample time; never after now."""
-    at = now if commit_last_seen > commit_first_seen else commit_last_seen
-    if not math.isfinite(at):
-        return now
-    return min(at, now)
+def _holds_at(commit_first_seen: float, commit_last_seen: float, overtaken: Optional[float]) -> Optional[float]:
+    """None: the lag grows with now (see evaluation_time); else the time it holds at."""
+    static = commit_last_seen > commit_first_seen
+    behind = overtaken is None or not math.isfinite(overtaken) or overtaken <= commit_last_seen
+    if (static and behind) or not math.isfinite(commit_last_seen):
+        return None
+    return commit_last_seen
 
 
-def partition_lag(inp, now: float) -> Optional[PartitionLag]:
-    """Lag of one (group, topic, partition) from a store.LagInput-like object (duck-typed).
+def evaluation_time(commit_first_seen: float, commit_last_seen: float, now: float,
+                    overtaken_at: Optional[float] = None) -> float:
+    """When a commit's lag holds: ``now`` if the commit is static (seen more than once) and was
+    already behind at its latest sample, else that sample's time; never after now.
 
-    Returns None for a negative committed offset (no commit). Caught up (no head known,
-    or committed >= newest head) -> 0 seconds.
+    ``overtaken_at`` is when a head above the committed offset was first seen. Heads are read
+    after commits in a sample, so a later ``overtaken_at`` means the commit was caught up (or
+    had not been overtaken) when last read: a burst that has just passed a caught-up consumer
+    says nothing about whether the consumer has stopped, and is not extrapolated to now.
+    """
+    at = _holds_at(commit_first_seen, commit_last_seen, overtaken_at)
+    return now if at is None else min(at, now)
+
+
+def overtaken_at(inp) -> Optional[float]:
+    """first_seen of the smallest head row above the committed offset (head rows are samples;
+    anchors are message times, not observations, so they do not count)."""
+    c = int(inp.committed)
+    if inp.head_above is not None:
+        return inp.head_above[1]
+    if inp.oldest_head is not None and inp.oldest_head[0] > c:
+        return inp.oldest_head[1]
+    return None
+
+
+class Term(NamedTuple):
+    """A partition's lag as a function of ``now``: ``at - t_star``, where ``at`` is ``now``
+    (held_at None: the lag grows) or ``min(held_at, now)``. t_star None: caught up, 0 s."""
+
+    partition: int
+    t_star: Optional[float]
+    lower_bound: bool
+    held_at: Optional[float]
+
+
+def partition_term(inp) -> Optional[Term]:
+    """The Term of one (group, topic, partition) from a store.LagInput-like object (duck-typed).
+
+    None for a negative committed offset (no commit). Caught up (no head known, or
+    committed >= newest head) -> t_star None, held at the sample that saw it: nothing says
+    it is still caught up at ``now``.
     """
     c = int(inp.committed)
     if c < 0:
         return None
-    at = evaluation_time(inp.commit_first_seen, inp.commit_last_seen, now)
-
-    def result(seconds: float, lower_bound: bool, at: float) -> PartitionLag:
-        if not math.isfinite(seconds) or seconds < 0:
-            seconds = 0.0
-        return PartitionLag(partition=int(inp.partition), seconds=float(seconds),
-                            lower_bound=lower_bound, at=at)
-
+    partition = int(inp.partition)
     if inp.newest_head is None or c >= inp.newest_head:
-        # Caught up as of the sample that saw it; nothing says it still is at `now`.
-        seen = min(inp.commit_last_seen, now) if math.isfinite(inp.commit_last_seen) else now
-        return result(0.0, False, seen)
+        seen = inp.commit_last_seen if math.isfinite(inp.commit_last_seen) else None
+        return Term(partition, None, False, seen)
+    held_at = _holds_at(inp.commit_first_seen, inp.commit_last_seen, overtaken_at(inp))
     below, above = anchor_candidates(c, (inp.anchor_below, inp.anchor_above))
     if inp.head_below is not None:
         below.append(inp.head_below)
@@ -149,8 +187,22 @@ def partition_lag(inp, now: float) -> Optional[PartitionLag]:
     try:
         t_star, lower_bound = append_time(c, below, above)
     except ValueError:
-        return result(0.0, False, at)  # no point above c although c < newest head: treat as caught up
-    return result(at - t_star, lower_bound, at)
+        return Term(partition, None, False, held_at)  # no point above c although c < newest head
+    return Term(partition, t_star, lower_bound, held_at)
+
+
+def term_lag(term: Term, now: float) -> PartitionLag:
+    at = now if term.held_at is None else min(term.held_at, now)
+    seconds = 0.0 if term.t_star is None else at - term.t_star
+    if not math.isfinite(seconds) or seconds < 0:
+        seconds = 0.0
+    return PartitionLag(partition=term.partition, seconds=float(seconds), lower_bound=term.lower_bound, at=at)
+
+
+def partition_lag(inp, now: float) -> Optional[PartitionLag]:
+    """Lag of one (group, topic, partition) at ``now`` (None: no commit)."""
+    term = partition_term(inp)
+    return None if term is None else term_lag(term, now)
 
 
 def history_bracket(heads: Iterable[HeadRow], anchors: Iterable[Point], c: int) -> Bracket:
@@ -219,12 +271,85 @@ def group_lag(parts: Iterable[Optional[PartitionLag]], now: float) -> GroupLag:
                     partitions=count, calculated_at=worst.at)
 
 
-def group_lags(inputs: Iterable, now: float, keys: Iterable[tuple[str, str]] = ()) -> dict[tuple[str, str], GroupLag]:
-    """group_lag of every (group_id, topic) in LagInput-like `inputs`; each of `keys` is
-    present too, with lag 0 over no partitions when no input names it."""
-    parts: dict[tuple[str, str], list[PartitionLag]] = {k: [] for k in keys}
+class LagSummary(NamedTuple):
+    """All a group/topic's lag at any later ``now`` depends on, from one sample's partitions:
+    the sampler stores it, so the reporter never reads per-partition history.
+
+    ``group_lag_at(summarize(terms), now) == group_lag([term_lag(t, now) ...], now)`` for every
+    ``now`` at or after the terms' held_at times (the property tests hold it to that).
+    """
+
+    partitions: int
+    growing: Optional[tuple[float, int, bool]]       # (t_star, partition, lower_bound): oldest t*
+    any_growing: bool                                # some partition is evaluated at now
+    held: Optional[tuple[float, int, bool, float]]   # (seconds, partition, lower_bound, at): worst
+    held_newest_at: Optional[float]                  # newest at of the held partitions
+
+    def to_list(self) -> list:
+        return [self.partitions, None if self.growing is None else list(self.growing), self.any_growing,
+                None if self.held is None else list(self.held), self.held_newest_at]
+
+    @classmethod
+    def from_list(cls, v: Sequence) -> "LagSummary":
+        partitions, growing, any_growing, held, newest = v
+        return cls(int(partitions), None if growing is None else (float(growing[0]), int(growing[1]), bool(growing[2])),
+                   bool(any_growing),
+                   None if held is None else (float(held[0]), int(held[1]), bool(held[2]), float(held[3])),
+                   None if newest is None else float(newest))
+
+
+def summarize(terms: Iterable[Term]) -> LagSummary:
+    count, growing, any_growing, held, newest = 0, None, False, None, None
+    for t in terms:
+        count += 1
+        if t.held_at is None:
+            any_growing = True
+            if t.t_star is not None and math.isfinite(t.t_star):
+                if growing is None or (t.t_star, t.partition) < (growing[0], growing[1]):
+                    growing = (t.t_star, t.partition, t.lower_bound)
+            continue
+        lag = term_lag(t, t.held_at)
+        newest = lag.at if newest is None else max(newest, lag.at)
+        if held is None or lag.seconds > held[0] or (lag.seconds == held[0] and lag.partition < held[1]):
+            held = (lag.seconds, lag.partition, lag.lower_bound, lag.at)
+    return LagSummary(count, growing, any_growing, held, newest)
+
+
+def group_lag_at(summary: LagSummary, now: float) -> GroupLag:
+    """group_lag at ``now`` from a LagSummary (the reporter's whole per-group computation)."""
+    if summary.partitions == 0:
+        return GroupLag(seconds=0, worst_partition=None, lower_bound=False, partitions=0, calculated_at=now)
+    cands = []
+    if summary.growing is not None:
+        t_star, partition, lower = summary.growing
+        g = now - t_star
+        cands.append((g if math.isfinite(g) and g > 0 else 0.0, partition, lower, now))
+    if summary.held is not None:
+        seconds, partition, lower, at = summary.held
+        cands.append((seconds, partition, lower, min(at, now)))
+    worst = max(cands, key=lambda c: (c[0], -c[1])) if cands else None
+    seconds = _round(worst[0]) if worst is not None else 0
+    if seconds == 0:
+        newest = now if summary.any_growing or summary.held_newest_at is None else summary.held_newest_at
+        return GroupLag(seconds=0, worst_partition=None, lower_bound=False,
+                        partitions=summary.partitions, calculated_at=min(newest, now))
+    return GroupLag(seconds=seconds, worst_partition=worst[1], lower_bound=worst[2],
+                    partitions=summary.partitions, calculated_at=worst[3])
+
+
+def group_summaries(inputs: Iterable, keys: Iterable[tuple[str, str]] = ()) -> dict[tuple[str, str], LagSummary]:
+    """The LagSummary of every (group_id, topic) in LagInput-like `inputs`; each of `keys` is
+    present too, over no partitions when no input names it."""
+    terms: dict[tuple[str, str], list[Term]] = {k: [] for k in keys}
     for inp in inputs:
-        lag = partition_lag(inp, now)
-        if lag is not None:
-            parts.setdefault((inp.group_id, inp.topic), []).append(lag)
-    return {k: group_lag(v, now) for k, v in parts.items()}
+        term = partition_term(inp)
+        if term is not None:
+            terms.setdefault((inp.group_id, inp.topic), []).append(term)
+    return {k: summarize(v) for k, v in terms.items()}
+
+
+def group_lags(inputs: Iterable, now: float, keys: Iterable[tuple[str, str]] = ()) -> dict[tuple[str, str], GroupLag]:
+    """group_lag of every (group_id, topic) in LagInput-like `inputs` at ``now``, by way of
+    their summaries; each of `keys` is present too, with lag 0 over no partitions when no
+    input names it."""
+    return {k: group_lag_at(s, now) for k, s in group_summaries(inputs, keys).items()}

@@ -261,3 +261,59 @@ def test_new_partitions_are_picked_up(env):
     sampler.step(1010.0)
     assert ("orders", 2) in store.latest_heads()
     assert any(i.partition == 2 for i in store.lag_inputs())
+
+
+class TickingClock(Clock):
+    """Each request reads a later time, as on a real cluster: heads come after commits."""
+
+    def __call__(self):
+        self.t += 0.01
+        return self.t
+
+
+def test_burst_past_a_caught_up_group_is_dated_by_its_first_message(env):
+    cfg, store, kafka = env
+    kafka.head = {("orders", 0): 100, ("orders", 1): 0}
+    kafka.commits["g1"] = {("orders", 0): 100}
+    clock = TickingClock()
+    sampler = Sampler(cfg, store, kafka, clock=clock)
+
+    def step(now):
+        clock.t = now
+        sampler.step(now)
+        return store.group_statuses()[("g1", "orders")]
+
+    step(1000.0)
+    step(1010.0)                       # caught up, idle
+    kafka.head[("orders", 0)] = 200    # a burst at 1015; the commit is still 100 at 1020
+    kafka.times[("orders", 0, 100)] = (100, 1015.0)
+    first = step(1020.0)
+    assert [c[1] for c in names(kafka.calls, "message_times")] == [(("orders", 0, 100),)]
+    assert first.lag_seconds == 5      # at the sample, from the message's own time
+    later = step(1030.0)               # still 100, now behind at its sample: it grows with time
+    assert later.lag_seconds == 15
+    assert len(names(kafka.calls, "message_times")) == 1
+
+
+def test_reporter_reads_the_sampler_summary_and_agrees_with_the_history(env):
+    from lagmon.stages import Reporter
+
+    cfg, store, kafka = env
+    kafka.listed = {"g1", "g2"}
+    kafka.head = {("orders", 0): 100, ("orders", 1): 50}
+    kafka.commits = {"g1": {("orders", 0): 100, ("orders", 1): 50}, "g2": {("orders", 0): 10, ("orders", 1): 50}}
+    sampler = sampler_at(cfg, store, kafka)
+    for i, now in enumerate((1000.0, 1010.0, 1020.0, 1030.0)):
+        kafka.head = {("orders", 0): 100 + 30 * i, ("orders", 1): 50 + 7 * i}
+        kafka.commits["g1"] = {("orders", 0): 100 + 25 * i, ("orders", 1): 50 + 7 * i}
+        sampler.step(now)
+    reporter = Reporter(cfg, store)
+    statuses = store.group_statuses()
+    assert all(s.lag_summary is not None for s in statuses.values())
+    for now in (1030.0, 1047.5, 5000.0):
+        from_summaries = reporter.rows(now)
+        store.save_group_status([s.__class__(**{**s.__dict__, "lag_summary": None}) for s in statuses.values()])
+        from_history = reporter.rows(now)
+        store.save_group_status(statuses.values())
+        assert sorted(from_summaries, key=repr) == sorted(from_history, key=repr)
+        assert {r.group_id: r.lag_seconds > 0 for r in from_summaries} == {"g1": True, "g2": True}

@@ -82,13 +82,44 @@ def test_a_version_1_database_migrates_and_keeps_its_commits(db_path):
         assert s.record_commits({("g", "t", 0): 8}, 50.0) == {("g", "t", 0)}
 
 
+def test_a_version_2_database_migrates_and_keeps_its_statuses(db_path):
+    import sqlite3
+
+    from lagmon.store import MIGRATIONS
+
+    conn = sqlite3.connect(db_path, isolation_level=None)
+    for version in (0, 1):
+        for stmt in MIGRATIONS[version]:
+            conn.execute(stmt)
+        conn.execute("INSERT INTO schema_version(version) VALUES (?)", (version + 1,))
+    conn.execute("INSERT INTO group_status VALUES ('g', 't', 'offline', 1.0, 'static', 3, 2.0, 62.0, 2.0, 40.0)")
+    conn.close()
+    with Store(db_path) as s:
+        assert s.group_statuses() == {("g", "t"): GroupStatus("g", "t", "offline", 1.0, "static", 3, 2.0, 62.0, 2.0,
+                                                              40.0, None)}
+
+
+def test_group_status_keeps_its_lag_summary(store, db_path):
+    from lagmon.timelag import LagSummary
+
+    summary = LagSummary(4, (100.5, 2, True), True, (3.25, 1, False, 200.0), 201.0)
+    store.save_group_status([GroupStatus("g", "t", "online", 1.0, "", 0, 2.0, 3.0, 2.0, 7.0, summary)])
+    assert store.group_statuses()[("g", "t")].lag_summary == summary
+    # an unreadable summary (hand-edited, truncated) is None: the reporter recomputes that group
+    conn = sqlite3.connect(db_path)
+    with conn:
+        conn.execute("UPDATE group_status SET lag_summary = '[1, 2'")
+    conn.close()
+    assert store.group_statuses()[("g", "t")].lag_summary is None
+
+
 def test_newer_schema_is_refused(db_path):
     Store(db_path).close()
     conn = sqlite3.connect(db_path)
     conn.execute("INSERT INTO schema_version(version) VALUES (7)")
     conn.commit()
     conn.close()
-    with pytest.raises(StoreError, match=r"schema version 7 is newer than this lagmon supports \(2\)") as e:
+    with pytest.raises(StoreError, match=r"schema version 7 is newer than this lagmon supports \(3\)") as e:
         Store(db_path)
     assert db_path in str(e.value)
 

@@ -88,7 +88,7 @@ def test_concurrent_first_open_of_a_new_file(tmp_path):
         assert rc == 0, err
     conn = sqlite3.connect(path)
     try:
-        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(1,), (2,)]
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(1,), (2,), (3,)]
         assert conn.execute("PRAGMA auto_vacuum").fetchone() == (2,)
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         assert conn.execute("SELECT count(*) FROM partition_offsets").fetchone() == (4,)

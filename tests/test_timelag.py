@@ -17,13 +17,19 @@ from hypothesis import strategies as st
 from lagmon.timelag import (
     Bracket,
     GroupLag,
+    LagSummary,
     PartitionLag,
+    Term,
     anchor_candidates,
     append_time,
     evaluation_time,
     group_lag,
+    group_lag_at,
+    group_lags,
     history_bracket,
     partition_lag,
+    summarize,
+    term_lag,
 )
 
 T0 = 1_700_000_000.0
@@ -163,6 +169,44 @@ def test_evaluation_time():
     assert evaluation_time(100.0, 160.0, 1000.0) == 1000.0   # static commit: still static now
     assert evaluation_time(160.0, 160.0, 1000.0) == 160.0    # just advanced: the sample time
     assert evaluation_time(2000.0, 2000.0, 1000.0) == 1000.0  # never later than now
+
+
+def test_evaluation_time_of_a_commit_overtaken_after_its_latest_sample():
+    # overtaken (head first seen above it) after the commit's latest sample: that sample's time
+    assert evaluation_time(100.0, 160.0, 1000.0, overtaken_at=160.2) == 160.0
+    # already behind when last sampled: extrapolated to now
+    assert evaluation_time(100.0, 160.0, 1000.0, overtaken_at=130.0) == 1000.0
+    assert evaluation_time(100.0, 160.0, 1000.0, overtaken_at=160.0) == 1000.0
+    assert evaluation_time(100.0, 160.0, 1000.0, overtaken_at=None) == 1000.0
+
+
+def test_burst_past_a_caught_up_consumer_is_not_extrapolated_until_seen_behind():
+    # head 100 at samples T0..T0+5; a burst; the sample at T0+10 reads commit 100 (still the
+    # caught-up value, seen since T0) and then the head 200 (T0+10.2)
+    rows = [(100, T0, T0 + 5), (200, T0 + 10.2, T0 + 10.2)]
+    first = lag(rows, 100, T0 + 14, commit_first=T0, commit_last=T0 + 10)
+    assert first.at == T0 + 10 and first.seconds == pytest.approx(5)
+    # the next sample still reads 100: the consumer was behind and did not move, so it grows
+    again = lag(rows + [(200, T0 + 10.2, T0 + 15.2)], 100, T0 + 19, commit_first=T0, commit_last=T0 + 15)
+    assert again.at == T0 + 19 and again.seconds == pytest.approx(14)
+    # with the burst's timestamp read (an exact anchor at 100), the lag is exact at T0+10
+    exact = lag(rows, 100, T0 + 14, anchors=[(100, T0 + 8)], commit_first=T0, commit_last=T0 + 10)
+    assert exact.at == T0 + 10 and exact.seconds == pytest.approx(2)
+
+
+@PROPS
+@given(h=histories(), extra=st.floats(0, 86_400), data=st.data())
+def test_commit_not_behind_at_its_latest_sample_is_never_extrapolated(h, extra, data):
+    """A commit whose latest sample came before any head above it was seen holds its lag at
+    that sample, however late `now` is."""
+    c = data.draw(st.integers(h.base, max(h.base, h.newest - 1)))
+    if c >= h.newest:
+        return
+    seen_above = min(r[1] for r in h.rows if r[0] > c)
+    last = seen_above - data.draw(st.floats(0.001, 10.0))
+    p = lag(h.rows, c, h.samples[-1] + extra, commit_first=last - 30.0, commit_last=last)
+    sane(p)
+    assert p.at == last
 
 
 def test_static_commit_lag_grows_with_now():
@@ -359,3 +403,43 @@ def test_group_lag_examples():
     assert group_lag([PartitionLag(4, 0.2, False, 1.0)], 9.0) == GroupLag(0, None, False, 1, 1.0)
     assert group_lag([PartitionLag(4, 0.0, False, 1.0), PartitionLag(5, 0.0, False, 7.0)], 9.0).calculated_at == 7.0
     assert group_lag([PartitionLag(4, 2.5, False, 1.0), None], 9.0) == GroupLag(3, 4, False, 1, 1.0)
+
+
+# ---------------------------------------------------------------- summaries (what the reporter reads)
+
+# Small integer-valued times make ties (equal lags, equal t*) common.
+times = st.integers(0, 60).map(float)
+terms = st.builds(Term, partition=st.integers(0, 5), t_star=st.none() | times, lower_bound=st.booleans(),
+                  held_at=st.none() | times)
+
+
+@PROPS
+@given(ts=st.lists(terms, max_size=8, unique_by=lambda t: t.partition), after=st.integers(0, 90))
+def test_summary_gives_the_group_lag_at_any_later_now(ts, after):
+    """The reporter's answer from a stored summary equals the per-partition computation."""
+    now = max((t.held_at for t in ts if t.held_at is not None), default=0.0) + after
+    summary = summarize(ts)
+    assert LagSummary.from_list(summary.to_list()) == summary
+    assert group_lag_at(summary, now) == group_lag([term_lag(t, now) for t in ts], now)
+
+
+@PROPS
+@given(h=histories(), extra=st.floats(0, 86_400), data=st.data())
+def test_group_lags_equal_partition_by_partition_on_histories(h, extra, data):
+    commits = data.draw(st.lists(st.integers(max(0, h.base - 3), h.newest + 2), min_size=1, max_size=5))
+    last = h.samples[-1]
+    firsts = data.draw(st.lists(st.sampled_from([last, last - 30.0]), min_size=len(commits), max_size=len(commits)))
+    inputs = [lag_input(h.rows, c, partition=i, commit_first=f, commit_last=last)
+              for i, (c, f) in enumerate(zip(commits, firsts))]
+    now = last + extra
+    assert group_lags(inputs, now) == {("g", "t"): group_lag([partition_lag(i, now) for i in inputs], now)}
+
+
+def test_summary_examples():
+    # partition 1 grows with now from t*=10; partition 0 holds 40 s at 50
+    s = summarize([Term(0, 10.0, False, 50.0), Term(1, 10.0, True, None), Term(2, None, False, 55.0)])
+    assert s == LagSummary(3, (10.0, 1, True), True, (40.0, 0, False, 50.0), 55.0)
+    assert group_lag_at(s, 50.0) == GroupLag(40, 0, False, 3, 50.0)   # tie at 40 s: partition 0
+    assert group_lag_at(s, 80.0) == GroupLag(70, 1, True, 3, 80.0)    # the growing one overtakes
+    assert group_lag_at(summarize([]), 9.0) == GroupLag(0, None, False, 0, 9.0)
+    assert group_lag_at(summarize([Term(3, None, False, 7.0)]), 9.0) == GroupLag(0, None, False, 1, 7.0)
