@@ -18,7 +18,7 @@ import orjson
 
 from lagmon.timelag import LagSummary
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
 
 Keep = Callable[[list[tuple[int, float, float]], int], set[int]]
@@ -126,6 +126,21 @@ GROUP_STATUS_TABLE = """CREATE TABLE group_status(
     group_id TEXT NOT NULL, topic TEXT NOT NULL, state TEXT NOT NULL, since REAL, reason TEXT,
     static_samples INTEGER, last_sampled REAL, next_sample REAL, last_present REAL, lag_seconds REAL,
     PRIMARY KEY(group_id, topic))"""
+# Migration 4: the commit history in time order. A sample's new rows all share first_seen, so
+# they go to the end of the table (and next to each other in the (group_id, topic) index)
+# instead of to one random page per group-partition: on a database at the housekeeper's limits
+# that was 180 MB of WAL per sample of 20,000 moving commits. Same columns, same order.
+CONSUMER_COMMITS_V4 = [
+    """CREATE TABLE consumer_commits_v4(
+    group_id TEXT NOT NULL, topic TEXT NOT NULL, partition INTEGER NOT NULL, first_seen REAL NOT NULL,
+    committed_offset INTEGER NOT NULL, last_seen REAL NOT NULL,
+    PRIMARY KEY(first_seen, group_id, topic, partition)) WITHOUT ROWID""",
+    """INSERT INTO consumer_commits_v4(group_id, topic, partition, first_seen, committed_offset, last_seen)
+    SELECT group_id, topic, partition, first_seen, committed_offset, last_seen FROM consumer_commits""",
+    "DROP TABLE consumer_commits",
+    "ALTER TABLE consumer_commits_v4 RENAME TO consumer_commits",
+    "CREATE INDEX consumer_commits_pair ON consumer_commits(group_id, topic)",
+]
 # Migration 3: the sampler's timelag.LagSummary of each group/topic, as a JSON array.
 GROUP_STATUS_SUMMARY = "ALTER TABLE group_status ADD COLUMN lag_summary TEXT"
 GROUP_TRANSITIONS_TABLE = """CREATE TABLE group_transitions(
@@ -145,6 +160,7 @@ MIGRATIONS: list[tuple[str, ...]] = [
      EXCLUDED_TOPICS_TABLE, EXCLUDED_GROUPS_TABLE, STAGE_STATE_TABLE),
     (LATEST_COMMITS_TABLE, LATEST_COMMITS_FILL),
     (GROUP_STATUS_SUMMARY,),
+    tuple(CONSUMER_COMMITS_V4),
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
@@ -211,6 +227,10 @@ def _status(row: tuple) -> GroupStatus:
         except (orjson.JSONDecodeError, TypeError, ValueError, IndexError):
             summary = None  # unreadable: the reporter recomputes this one from the history
     return GroupStatus(*row[:-1], summary)
+
+
+_END_RUN = """UPDATE consumer_commits SET last_seen = ?
+    WHERE first_seen = ? AND group_id = ? AND topic = ? AND partition = ?"""
 
 
 def _pair(a: object, b: object) -> tuple | None:
@@ -347,18 +367,15 @@ class Store:
                                 AND c.partition = in_commits.partition)""")
             # An unchanged offset only moves latest_commits.last_seen (a small table); the history
             # row of a run gets its final last_seen when the run ends, here, or when thinned.
-            db.execute("""UPDATE consumer_commits SET last_seen = (
-                              SELECT i.prev_last_seen FROM temp.in_commits i
-                              WHERE i.group_id = consumer_commits.group_id AND i.topic = consumer_commits.topic
-                                AND i.partition = consumer_commits.partition)
-                          WHERE (group_id, topic, partition, first_seen) IN (
-                              SELECT group_id, topic, partition, prev_first_seen FROM temp.in_commits
-                              WHERE prev_offset IS NOT NULL AND committed_offset <> prev_offset)""")
+            # (One primary-key update per ended run: a join here lets the planner scan the history.)
+            db.executemany(_END_RUN, db.execute(
+                """SELECT prev_last_seen, prev_first_seen, group_id, topic, partition FROM temp.in_commits
+                   WHERE prev_offset IS NOT NULL AND committed_offset <> prev_offset""").fetchall())
             db.execute("""INSERT INTO consumer_commits(group_id, topic, partition, first_seen,
                               committed_offset, last_seen)
                           SELECT group_id, topic, partition, :at, committed_offset, :at FROM temp.in_commits
                           WHERE prev_offset IS NULL OR committed_offset <> prev_offset
-                          ON CONFLICT(group_id, topic, partition, first_seen)
+                          ON CONFLICT(first_seen, group_id, topic, partition)
                           DO UPDATE SET committed_offset = excluded.committed_offset, last_seen = excluded.last_seen""",
                        {"at": at})
             db.execute("""INSERT INTO latest_commits(group_id, topic, partition, committed_offset,
@@ -409,9 +426,14 @@ class Store:
 
     def delete_topic(self, topic: str) -> None:
         with self._write() as db:
+            # through the (group_id, topic) index: the groups come from latest_commits, which
+            # holds the newest row of every key in the history
+            db.execute("""DELETE FROM consumer_commits WHERE topic = :t AND group_id IN (
+                              SELECT group_id FROM latest_commits WHERE topic = :t)""", {"t": topic})
             for table in ("partition_offsets", "partition_anchors", "consumer_commits", "latest_commits",
                           "group_status", "group_transitions"):
-                db.execute(f"DELETE FROM {table} WHERE topic = ?", (topic,))
+                if table != "consumer_commits":
+                    db.execute(f"DELETE FROM {table} WHERE topic = ?", (topic,))
 
     def heartbeat(self, stage: str, *, pid: int, started_at: float, at: float, interval: float,
                   success: bool, error: str | None = None) -> None:
@@ -472,16 +494,33 @@ class Store:
         return self._thin(max_entries, keep, ("topic", "partition"), "offset", "offset", "partition_offsets")
 
     def thin_commits(self, max_entries: int, keep: Keep) -> int:
-        """Same for consumer_commits per (group, topic, partition); rows are (offset, first_seen, last_seen)."""
+        """Same for consumer_commits per (group, topic, partition); rows are (offset, first_seen, last_seen).
+        The table is in time order: each (group, topic) is read through its index, one short
+        write per (group, topic) that holds more than max_entries rows."""
         with self._write() as db:  # bring each open run's last_seen up to date first
-            db.execute("""UPDATE consumer_commits SET last_seen = (
-                              SELECT l.last_seen FROM latest_commits l
-                              WHERE l.group_id = consumer_commits.group_id AND l.topic = consumer_commits.topic
-                                AND l.partition = consumer_commits.partition)
-                          WHERE (group_id, topic, partition, first_seen) IN (
-                              SELECT group_id, topic, partition, first_seen FROM latest_commits)""")
-        return self._thin(max_entries, keep, ("group_id", "topic", "partition"), "committed_offset",
-                          "first_seen", "consumer_commits")
+            db.executemany(_END_RUN, db.execute(
+                "SELECT last_seen, first_seen, group_id, topic, partition FROM latest_commits").fetchall())
+        with self._read() as db:
+            pairs = db.execute("SELECT group_id, topic FROM consumer_commits GROUP BY group_id, topic"
+                               " HAVING count(*) > ?", (max_entries,)).fetchall()
+        deleted = 0
+        for group, topic in pairs:
+            with self._write() as db:
+                runs: dict[int, list[tuple]] = {}
+                for p, offset, first, last in db.execute(
+                        "SELECT partition, committed_offset, first_seen, last_seen FROM consumer_commits"
+                        " WHERE group_id = ? AND topic = ? ORDER BY partition, first_seen", (group, topic)):
+                    runs.setdefault(p, []).append((offset, first, last))
+                doomed = []
+                for p, rows in runs.items():
+                    if len(rows) <= max_entries:
+                        continue
+                    kept = set(keep(rows, max_entries)) | {len(rows) - 1}  # never the newest
+                    doomed += [(r[1], group, topic, p) for i, r in enumerate(rows) if i not in kept]
+                db.executemany("DELETE FROM consumer_commits WHERE first_seen = ? AND group_id = ? AND topic = ?"
+                               " AND partition = ?", doomed)
+                deleted += len(doomed)
+        return deleted
 
     def _thin(self, max_entries: int, keep: Keep, key: tuple[str, ...], offset_col: str,
               pk_col: str, table: str) -> int:

@@ -80,6 +80,9 @@ def test_a_version_1_database_migrates_and_keeps_its_commits(db_path):
         got = {(i.partition, i.committed, i.commit_first_seen, i.commit_last_seen) for i in s.lag_inputs()}
         assert got == {(0, 7, 30.0, 40.0), (1, 3, 10.0, 40.0)}
         assert s.record_commits({("g", "t", 0): 8}, 50.0) == {("g", "t", 0)}
+    # the history survived the rebuild into time order (migration 4), the new row at its end
+    assert raw(db_path, "SELECT partition, first_seen, committed_offset, last_seen FROM consumer_commits") == [
+        (0, 10.0, 5, 20.0), (1, 10.0, 3, 40.0), (0, 30.0, 7, 40.0), (0, 50.0, 8, 50.0)]
 
 
 def test_a_version_2_database_migrates_and_keeps_its_statuses(db_path):
@@ -119,7 +122,7 @@ def test_newer_schema_is_refused(db_path):
     conn.execute("INSERT INTO schema_version(version) VALUES (7)")
     conn.commit()
     conn.close()
-    with pytest.raises(StoreError, match=r"schema version 7 is newer than this lagmon supports \(3\)") as e:
+    with pytest.raises(StoreError, match=rf"schema version 7 is newer than this lagmon supports \({SCHEMA_VERSION}\)") as e:
         Store(db_path)
     assert db_path in str(e.value)
 

@@ -4,7 +4,7 @@ import subprocess
 import sys
 import time
 
-from lagmon.store import Store
+from lagmon.store import SCHEMA_VERSION, Store
 
 WORKER = r"""
 import sys, time
@@ -88,7 +88,7 @@ def test_concurrent_first_open_of_a_new_file(tmp_path):
         assert rc == 0, err
     conn = sqlite3.connect(path)
     try:
-        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(1,), (2,), (3,)]
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(v,) for v in range(1, SCHEMA_VERSION + 1)]
         assert conn.execute("PRAGMA auto_vacuum").fetchone() == (2,)
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         assert conn.execute("SELECT count(*) FROM partition_offsets").fetchone() == (4,)
