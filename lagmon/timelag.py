@@ -72,10 +72,6 @@ class Bracket(NamedTuple):
     oldest_head: Optional[Point]   # (offset, first_seen) of the row with the smallest offset
 
 
-def _finite_points(points: Iterable[Point]) -> list[Point]:
-    return [(int(o), float(t)) for o, t in points if math.isfinite(t)]
-
-
 def append_time(c: int, below: Sequence[Point], above: Sequence[Point]) -> tuple[float, bool]:
     """Estimated append time ``t*`` of message ``c`` and whether it only bounds the lag.
 
@@ -86,14 +82,21 @@ def append_time(c: int, below: Sequence[Point], above: Sequence[Point]) -> tuple
     Only B -> ``(tB, True)``: no extrapolation below the history, the lag is a lower bound.
     Raises ValueError when there is no B (the caller treats that as caught up).
     """
-    lows = [p for p in _finite_points(below) if p[0] <= c]
-    highs = [p for p in _finite_points(above) if p[0] > c]
-    if not highs:
+    # (Plain loops: this runs once per group-partition per sample.)
+    h_b = t_b = None
+    for o, t in above:
+        o, t = int(o), float(t)
+        if o > c and math.isfinite(t) and (h_b is None or o < h_b or (o == h_b and t < t_b)):
+            h_b, t_b = o, t
+    if h_b is None:
         raise ValueError(f"no upper bracket candidate above committed offset {c}")
-    h_b, t_b = min(highs, key=lambda p: (p[0], p[1]))
-    if not lows:
+    h_a = t_a = None
+    for o, t in below:
+        o, t = int(o), float(t)
+        if o <= c and math.isfinite(t) and (h_a is None or o > h_a or (o == h_a and t > t_a)):
+            h_a, t_a = o, t
+    if h_a is None:
         return t_b, True
-    h_a, t_a = max(lows, key=lambda p: (p[0], p[1]))
     if h_b <= h_a:  # impossible after the filtering above; never divide by zero
         return t_a, False
     t = t_a + (c - h_a) * (t_b - t_a) / (h_b - h_a)
