@@ -42,14 +42,19 @@ def _below_history(inp) -> bool:
     return inp.oldest_head is not None and inp.committed < inp.oldest_head[0]
 
 
-def _just_overtaken(inp) -> bool:
-    """A static commit that was the head at an earlier sample and that new messages passed
-    after its latest sample (typically an idle partition, then a burst). The message at the
-    commit was appended at some instant between two head samples; interpolation cannot tell
-    when, so its timestamp is read once, instead of erring by up to a sampling interval."""
+def _at_an_idle_head(inp) -> bool:
+    """The commit is at a head offset the partition sat at for more than one sample, or a
+    static commit that new messages passed only after its latest sample: an idle partition,
+    then a burst. The message at the commit was appended at some instant between two head
+    samples that interpolation cannot tell, so its timestamp is read once instead of erring
+    by up to a sampling interval. (A head that moves at every sample spreads its messages
+    over the interval, where interpolation is right; those are not read.)"""
     c = inp.committed
     if inp.head_below is None or inp.head_below[0] != c or inp.newest_head is None or c >= inp.newest_head:
         return False
+    since = getattr(inp, "head_below_since", None)
+    if since is not None and since < inp.head_below[1]:
+        return True
     if not inp.commit_last_seen > inp.commit_first_seen:
         return False
     seen_above = timelag.overtaken_at(inp)
@@ -210,7 +215,7 @@ class Sampler:
         for inp in inputs:
             if len(wanted) >= MAX_ANCHOR_READS:
                 break
-            if not (_below_history(inp) or _just_overtaken(inp)):
+            if not (_below_history(inp) or _at_an_idle_head(inp)):
                 continue
             if inp.anchor_below is not None and inp.anchor_below[0] == inp.committed:
                 continue

@@ -49,6 +49,7 @@ class LagInput:
     anchor_below: tuple[int, float] | None  # (offset, timestamp), max anchor offset <= committed
     anchor_above: tuple[int, float] | None  # (offset, timestamp), min anchor offset >= committed
     oldest_head: tuple[int, float] | None   # (offset, first_seen) of the min-offset head row
+    head_below_since: float | None = None   # first_seen of the head_below row
 
 
 @dataclass
@@ -197,7 +198,7 @@ LAG_INPUTS_SQL = f"""WITH l AS ({{latest}})
 SELECT l.group_id, l.topic, l.partition, l.committed_offset, l.first_seen, l.last_seen,
        {_seek('partition_offsets', 'max')},
        hb.offset, hb.last_seen, ha.offset, ha.first_seen,
-       ab.offset, ab.timestamp, aa.offset, aa.timestamp, ho.offset, ho.first_seen
+       ab.offset, ab.timestamp, aa.offset, aa.timestamp, ho.offset, ho.first_seen, hb.first_seen
 FROM l
 {_join('hb', 'partition_offsets', 'max', '<= l.committed_offset')}
 {_join('ha', 'partition_offsets', 'min', '> l.committed_offset')}
@@ -470,8 +471,8 @@ class Store:
         with self._read() as db:
             rows = db.execute(sql).fetchall()
         return [LagInput(g, t, p, c, cf, cl, newest, _pair(hb, hbt), _pair(ha, hat), _pair(ab, abt),
-                         _pair(aa, aat), _pair(ho, hot))
-                for g, t, p, c, cf, cl, newest, hb, hbt, ha, hat, ab, abt, aa, aat, ho, hot in rows]
+                         _pair(aa, aat), _pair(ho, hot), hbf)
+                for g, t, p, c, cf, cl, newest, hb, hbt, ha, hat, ab, abt, aa, aat, ho, hot, hbf in rows]
 
     def commit_keys(self) -> set[tuple[str, str]]:
         """Every (group_id, topic) with a committed offset on record."""

@@ -70,6 +70,7 @@ class Bracket(NamedTuple):
     anchor_above: Optional[Point]  # (offset, timestamp) of the smallest anchor offset >= c
     newest_head: Optional[int]     # largest head offset
     oldest_head: Optional[Point]   # (offset, first_seen) of the row with the smallest offset
+    head_below_since: Optional[float] = None  # first_seen of the head_below row
 
 
 def append_time(c: int, below: Sequence[Point], above: Sequence[Point]) -> tuple[float, bool]:
@@ -218,16 +219,17 @@ def history_bracket(heads: Iterable[HeadRow], anchors: Iterable[Point], c: int) 
     rows = sorted(heads, key=lambda r: (r[0], r[1], r[2]))
     marks = sorted(anchors, key=lambda a: (a[0], a[1]))
     if not rows:
-        head_below = head_above = oldest = None
+        head_below = head_above = oldest = since = None
         newest = None
     else:
         offsets = [r[0] for r in rows]
         i = bisect.bisect_right(offsets, c)  # rows[:i] have offset <= c
-        head_below = None
+        head_below = since = None
         if i > 0:
             top = offsets[i - 1]
             j = bisect.bisect_left(offsets, top)
-            head_below = max(((r[0], r[2]) for r in rows[j:i]), key=lambda p: p[1])
+            row = max(rows[j:i], key=lambda r: r[2])
+            head_below, since = (row[0], row[2]), row[1]
         head_above = (rows[i][0], rows[i][1]) if i < len(rows) else None
         newest = rows[-1][0]
         oldest = (rows[0][0], rows[0][1])
@@ -241,7 +243,7 @@ def history_bracket(heads: Iterable[HeadRow], anchors: Iterable[Point], c: int) 
         k = bisect.bisect_left(m_off, c)
         if k < len(marks):
             anchor_above = marks[k]
-    return Bracket(head_below, head_above, anchor_below, anchor_above, newest, oldest)
+    return Bracket(head_below, head_above, anchor_below, anchor_above, newest, oldest, since)
 
 
 def _round(seconds: float) -> int:

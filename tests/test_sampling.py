@@ -317,3 +317,23 @@ def test_reporter_reads_the_sampler_summary_and_agrees_with_the_history(env):
         store.save_group_status(statuses.values())
         assert sorted(from_summaries, key=repr) == sorted(from_history, key=repr)
         assert {r.group_id: r.lag_seconds > 0 for r in from_summaries} == {"g1": True, "g2": True}
+
+
+def test_commit_at_a_head_that_sat_idle_is_dated_by_its_message_but_a_moving_head_is_not(env):
+    cfg, store, kafka = env
+    kafka.listed = {"g1", "g2"}
+    kafka.head = {("orders", 0): 100, ("orders", 1): 500}
+    kafka.commits = {"g1": {("orders", 0): 90}, "g2": {("orders", 1): 480}}
+    sampler = sampler_at(cfg, store, kafka)
+    sampler.step(1000.0)
+    kafka.head = {("orders", 0): 100, ("orders", 1): 520}      # 0 idle at 100; 1 moves every sample
+    sampler.step(1010.0)
+    kafka.head = {("orders", 0): 180, ("orders", 1): 540}      # a burst on 0 at 1013
+    kafka.commits = {"g1": {("orders", 0): 100}, "g2": {("orders", 1): 520}}  # both commit a head offset
+    kafka.times[("orders", 0, 100)] = (100, 1013.0)
+    reads = len(names(kafka.calls, "message_times"))  # the first sample anchored 90 and 480 (below the history)
+    sampler.step(1020.0)
+    assert [c[1] for c in names(kafka.calls, "message_times")[reads:]] == [(("orders", 0, 100),)]
+    statuses = store.group_statuses()
+    assert statuses[("g1", "orders")].lag_seconds == 7         # 1020 - 1013, not 1020 - 1010
+    assert statuses[("g2", "orders")].lag_seconds == 10        # interpolated at the row of 1010

@@ -268,7 +268,7 @@ def reference_lag_inputs(path, wanted=None):
         oldest = min(hs, default=None)
         out.append(LagInput(g, t, p, c, f, s, max((h[0] for h in hs), default=None),
                             below and (below[0], below[2]), above and (above[0], above[1]),
-                            a_below, a_above, oldest and (oldest[0], oldest[1])))
+                            a_below, a_above, oldest and (oldest[0], oldest[1]), below and below[1]))
     return sorted(out, key=repr)
 
 
@@ -330,7 +330,7 @@ def test_lag_inputs_example(store):
     store.record_commits({("g", "t", 0): 15, ("g", "u", 0): 1}, 4.0)
     assert sorted(store.lag_inputs(), key=lambda x: x.topic) == [
         LagInput("g", "t", 0, 15, 4.0, 4.0, newest_head=30, head_below=(10, 2.0), head_above=(20, 3.0),
-                 anchor_below=(15, 2.7), anchor_above=(15, 2.7), oldest_head=(10, 1.0)),
+                 anchor_below=(15, 2.7), anchor_above=(15, 2.7), oldest_head=(10, 1.0), head_below_since=1.0),
         LagInput("g", "u", 0, 1, 4.0, 4.0, None, None, None, None, None, None)]
     assert [x.topic for x in store.lag_inputs({("g", "u")})] == ["u"]
     assert store.lag_inputs([]) == []

@@ -349,7 +349,7 @@ def test_history_bracket_fields_match_store_lag_input():
     rows = [(10, 1.0, 2.0), (20, 3.0, 4.0), (30, 5.0, 6.0)]
     b = history_bracket(rows, [(12, 2.5), (20, 3.5), (25, 4.5)], 20)
     assert b == Bracket(head_below=(20, 4.0), head_above=(30, 5.0), anchor_below=(20, 3.5),
-                        anchor_above=(20, 3.5), newest_head=30, oldest_head=(10, 1.0))
+                        anchor_above=(20, 3.5), newest_head=30, oldest_head=(10, 1.0), head_below_since=3.0)
     assert history_bracket([], [], 5) == Bracket(None, None, None, None, None, None)
     assert history_bracket(rows, [], 5).head_below is None
     assert history_bracket(rows, [], 35).head_above is None
@@ -363,6 +363,7 @@ def test_history_bracket_matches_brute_force(h, anchors, c):
     low = [r for r in h.rows if r[0] <= c]
     high = [r for r in h.rows if r[0] > c]
     assert b.head_below == (max(((r[0], r[2]) for r in low), default=None))
+    assert b.head_below_since == (max(low, key=lambda r: (r[0], r[2]))[1] if low else None)
     assert b.head_above == (min(((r[0], r[1]) for r in high), default=None))
     a_low = [a for a in anchors if a[0] <= c]
     a_high = [a for a in anchors if a[0] >= c]
