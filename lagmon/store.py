@@ -12,7 +12,7 @@ import os
 import sqlite3
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
-from typing import Callable, Iterable, Iterator, Mapping
+from typing import Callable, Iterable, Iterator, Mapping, NamedTuple
 
 import orjson
 
@@ -35,8 +35,7 @@ class HeadRow:
     last_seen: float
 
 
-@dataclass(frozen=True)
-class LagInput:
+class LagInput(NamedTuple):  # a tuple: one is built per group-partition per sample
     group_id: str
     topic: str
     partition: int
@@ -232,10 +231,6 @@ def _status(row: tuple) -> GroupStatus:
 
 _END_RUN = """UPDATE consumer_commits SET last_seen = ?
     WHERE first_seen = ? AND group_id = ? AND topic = ? AND partition = ?"""
-
-
-def _pair(a: object, b: object) -> tuple | None:
-    return None if a is None else (a, b)
 
 
 class Store:
@@ -470,8 +465,9 @@ class Store:
                                    list(groups_topics))
         with self._read() as db:
             rows = db.execute(sql).fetchall()
-        return [LagInput(g, t, p, c, cf, cl, newest, _pair(hb, hbt), _pair(ha, hat), _pair(ab, abt),
-                         _pair(aa, aat), _pair(ho, hot), hbf)
+        return [LagInput(g, t, p, c, cf, cl, newest, None if hb is None else (hb, hbt),
+                         None if ha is None else (ha, hat), None if ab is None else (ab, abt),
+                         None if aa is None else (aa, aat), None if ho is None else (ho, hot), hbf)
                 for g, t, p, c, cf, cl, newest, hb, hbt, ha, hat, ab, abt, aa, aat, ho, hot, hbf in rows]
 
     def commit_keys(self) -> set[tuple[str, str]]:

@@ -313,10 +313,13 @@ def summarize(terms: Iterable[Term]) -> LagSummary:
                 if growing is None or (t.t_star, t.partition) < (growing[0], growing[1]):
                     growing = (t.t_star, t.partition, t.lower_bound)
             continue
-        lag = term_lag(t, t.held_at)
-        newest = lag.at if newest is None else max(newest, lag.at)
-        if held is None or lag.seconds > held[0] or (lag.seconds == held[0] and lag.partition < held[1]):
-            held = (lag.seconds, lag.partition, lag.lower_bound, lag.at)
+        at = t.held_at  # term_lag(t, held_at), inline: this runs for every partition of every sample
+        seconds = 0.0 if t.t_star is None else at - t.t_star
+        if not seconds > 0 or not math.isfinite(seconds):
+            seconds = 0.0
+        newest = at if newest is None else max(newest, at)
+        if held is None or seconds > held[0] or (seconds == held[0] and t.partition < held[1]):
+            held = (float(seconds), t.partition, t.lower_bound, at)
     return LagSummary(count, growing, any_growing, held, newest)
 
 
