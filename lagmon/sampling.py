@@ -52,8 +52,7 @@ def _at_an_idle_head(inp) -> bool:
     c = inp.committed
     if inp.head_below is None or inp.head_below[0] != c or inp.newest_head is None or c >= inp.newest_head:
         return False
-    since = getattr(inp, "head_below_since", None)
-    if since is not None and since < inp.head_below[1]:
+    if inp.head_below_since is not None and inp.head_below_since < inp.head_below[1]:
         return True
     if not inp.commit_last_seen > inp.commit_first_seen:
         return False
@@ -208,8 +207,8 @@ class Sampler:
         return self._next_delay(now)
 
     def _read_anchors(self, inputs, result: SampleResult) -> set[tuple[str, str]]:
-        """Read the message timestamp at commits that fall below the head history or were just
-        overtaken at a head point, all in one batch; returns the group/topics that got new anchors."""
+        """Read the message timestamp at commits that fall below the head history or sit at an
+        idle head, all in one batch; returns the group/topics that got new anchors."""
         wanted: dict[tuple[str, int, int], None] = {}
         owners: dict[tuple[str, int, int], set[tuple[str, str]]] = {}
         for inp in inputs:

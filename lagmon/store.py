@@ -426,10 +426,9 @@ class Store:
             # holds the newest row of every key in the history
             db.execute("""DELETE FROM consumer_commits WHERE topic = :t AND group_id IN (
                               SELECT group_id FROM latest_commits WHERE topic = :t)""", {"t": topic})
-            for table in ("partition_offsets", "partition_anchors", "consumer_commits", "latest_commits",
-                          "group_status", "group_transitions"):
-                if table != "consumer_commits":
-                    db.execute(f"DELETE FROM {table} WHERE topic = ?", (topic,))
+            for table in ("partition_offsets", "partition_anchors", "latest_commits", "group_status",
+                          "group_transitions"):
+                db.execute(f"DELETE FROM {table} WHERE topic = ?", (topic,))
 
     def heartbeat(self, stage: str, *, pid: int, started_at: float, at: float, interval: float,
                   success: bool, error: str | None = None) -> None:

@@ -253,7 +253,9 @@ def _round(seconds: float) -> int:
 
 
 def group_lag(parts: Iterable[Optional[PartitionLag]], now: float) -> GroupLag:
-    """The worst partition decides; ties go to the lowest partition number. None entries are skipped."""
+    """The worst partition decides; ties go to the lowest partition number. None entries are skipped.
+
+    This is the definition; the stages compute the same from a LagSummary (group_lag_at)."""
     worst: Optional[PartitionLag] = None
     kept = [p for p in parts if p is not None]
     count = len(kept)
