@@ -18,6 +18,10 @@ Row = tuple[int, float, float]
 
 __all__ = ["keep_indexes", "newest_kept", "spacing_ratio"]
 
+# The ratio is found to within this fraction of itself: the error bound it sets differs from
+# the best one by as little, and each halving of it costs one more walk over the history.
+RATIO_PRECISION = 1e-3
+
 
 def newest_kept(max_entries: int) -> int:
     """How many of the newest rows are always kept."""
@@ -28,13 +32,16 @@ def _walk(first: Sequence[float], last: Sequence[float], start: int, ref: float,
           limit: int) -> Optional[list[int]]:
     """Indexes kept below ``start`` (exclusive) walking older with allowed gap r * age,
     always ending at 0; None as soon as more than ``limit`` would be needed."""
+    if start <= 0:
+        return []
+    if not math.isfinite(r):
+        return [0]  # any gap is allowed: one jump to the oldest row
     kept: list[int] = []
     cur = start
     while cur > 0:
-        age = max(0.0, ref - first[cur])
-        target = first[cur] - r * age if math.isfinite(r) else -math.inf
-        # oldest j < cur whose last_seen is within the allowed gap of cur's first_seen
-        j = bisect.bisect_left(last, target, 0, cur)
+        f = first[cur]
+        # the oldest j < cur whose last_seen is within r * age of cur's first_seen
+        j = bisect.bisect_left(last, f - r * (ref - f) if ref > f else f, 0, cur)
         if j >= cur:
             j = cur - 1  # the next older row is already too far: it must stay
         kept.append(j)
@@ -93,7 +100,7 @@ def _solve(rows: Sequence[Row], max_entries: int, now: Optional[float]) -> tuple
                 lo = mid
             else:
                 hi, best = mid, got
-            if hi - lo <= 1e-6 * hi:
+            if hi - lo <= RATIO_PRECISION * hi:
                 break
     return hi, set(range(start, n)) | set(best)
 
