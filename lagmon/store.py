@@ -20,6 +20,10 @@ from lagmon.timelag import LagSummary
 
 SCHEMA_VERSION = 4
 JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
+# How long opening waits for another process's write, migrations included: rebuilding a big
+# history in a new layout takes seconds to a minute, and a stage started meanwhile must wait
+# for it rather than fail (supervisord would give up on it after a few quick exits).
+OPEN_WAIT_SECONDS = 300.0
 
 Keep = Callable[[list[tuple[int, float, float]], int], set[int]]
 
@@ -254,10 +258,11 @@ class Store:
                                  f"this lagmon supports ({SCHEMA_VERSION})")
             if version == 0 and not create:
                 raise StoreError(f"database {path}: holds no lagmon data yet (has the sampler run?)")
-            self._configure(timeout)
+            self._configure()
             self._migrate()
             for stmt in TEMP_TABLES:
                 self._conn.execute(stmt)
+            self._conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
         except BaseException as e:
             self._conn.close()
             if isinstance(e, sqlite3.Error):
@@ -275,9 +280,9 @@ class Store:
 
     # --- connection, transactions, migrations -----------------------------------------------
 
-    def _configure(self, timeout: float) -> None:
+    def _configure(self) -> None:
         db = self._conn
-        db.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+        db.execute(f"PRAGMA busy_timeout = {int(OPEN_WAIT_SECONDS * 1000)}")  # until opened
         db.execute("PRAGMA auto_vacuum = INCREMENTAL")  # only takes effect before the first table
         mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":

@@ -1,5 +1,6 @@
 """Several OS processes on one WAL database, as sampler, reporter and housekeeper will be."""
 import sqlite3
+import threading
 import subprocess
 import sys
 import time
@@ -94,3 +95,23 @@ def test_concurrent_first_open_of_a_new_file(tmp_path):
         assert conn.execute("SELECT count(*) FROM partition_offsets").fetchone() == (4,)
     finally:
         conn.close()
+
+
+def test_opening_waits_for_a_long_write_such_as_a_migration(tmp_path):
+    """A stage started while another process migrates (a long write) waits for it instead of
+    failing with "database is locked" after its ordinary busy timeout."""
+    path = str(tmp_path / "busy.db")
+    Store(path).close()
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    released = threading.Timer(1.5, lambda: holder.execute("COMMIT"))
+    released.start()
+    t0 = time.monotonic()
+    try:
+        with Store(path, timeout=0.2) as s:  # would give up after 0.2 s without the open wait
+            waited = time.monotonic() - t0
+            assert s._conn.execute("PRAGMA busy_timeout").fetchone()[0] == 200  # restored after opening
+    finally:
+        released.join()
+        holder.close()
+    assert waited >= 1.0
