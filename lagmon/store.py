@@ -368,10 +368,12 @@ class Store:
                                 AND c.partition = in_commits.partition)""")
             # An unchanged offset only moves latest_commits.last_seen (a small table); the history
             # row of a run gets its final last_seen when the run ends, here, or when thinned.
-            # (One primary-key update per ended run: a join here lets the planner scan the history.)
+            # One primary-key update per ended run that was seen more than once (a row is written
+            # with last_seen = first_seen). A join here would let the planner scan the history.
             db.executemany(_END_RUN, db.execute(
                 """SELECT prev_last_seen, prev_first_seen, group_id, topic, partition FROM temp.in_commits
-                   WHERE prev_offset IS NOT NULL AND committed_offset <> prev_offset""").fetchall())
+                   WHERE prev_offset IS NOT NULL AND committed_offset <> prev_offset
+                     AND prev_last_seen <> prev_first_seen""").fetchall())
             db.execute("""INSERT INTO consumer_commits(group_id, topic, partition, first_seen,
                               committed_offset, last_seen)
                           SELECT group_id, topic, partition, :at, committed_offset, :at FROM temp.in_commits
@@ -499,8 +501,8 @@ class Store:
         The table is in time order: each (group, topic) is read through its index, one short
         write per (group, topic) that holds more than max_entries rows."""
         with self._write() as db:  # bring each open run's last_seen up to date first
-            db.executemany(_END_RUN, db.execute(
-                "SELECT last_seen, first_seen, group_id, topic, partition FROM latest_commits").fetchall())
+            db.executemany(_END_RUN, db.execute("SELECT last_seen, first_seen, group_id, topic, partition"
+                                                " FROM latest_commits WHERE last_seen <> first_seen").fetchall())
         with self._read() as db:
             pairs = db.execute("SELECT group_id, topic FROM consumer_commits GROUP BY group_id, topic"
                                " HAVING count(*) > ?", (max_entries,)).fetchall()
