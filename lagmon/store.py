@@ -233,6 +233,12 @@ def _status(row: tuple) -> GroupStatus:
     return GroupStatus(*row[:-1], summary)
 
 
+def _doomed(rows: list[tuple[int, float, float]], max_entries: int, keep: Keep) -> list[int]:
+    """Indexes of the history rows (oldest first) that thinning deletes; never the newest."""
+    kept = set(keep(rows, max_entries)) | {len(rows) - 1}
+    return [i for i in range(len(rows)) if i not in kept]
+
+
 _END_RUN = """UPDATE consumer_commits SET last_seen = ?
     WHERE first_seen = ? AND group_id = ? AND topic = ? AND partition = ?"""
 
@@ -516,10 +522,8 @@ class Store:
                     runs.setdefault(p, []).append((offset, first, last))
                 doomed = []
                 for p, rows in runs.items():
-                    if len(rows) <= max_entries:
-                        continue
-                    kept = set(keep(rows, max_entries)) | {len(rows) - 1}  # never the newest
-                    doomed += [(r[1], group, topic, p) for i, r in enumerate(rows) if i not in kept]
+                    if len(rows) > max_entries:
+                        doomed += [(rows[i][1], group, topic, p) for i in _doomed(rows, max_entries, keep)]
                 db.executemany("DELETE FROM consumer_commits WHERE first_seen = ? AND group_id = ? AND topic = ?"
                                " AND partition = ?", doomed)
                 deleted += len(doomed)
@@ -539,8 +543,7 @@ class Store:
                                   f" WHERE {match} ORDER BY {pk_col}", k).fetchall()
                 if len(rows) <= max_entries:
                     continue
-                kept = set(keep([r[:3] for r in rows], max_entries)) | {len(rows) - 1}  # never the newest
-                doomed = [(*k, r[3]) for i, r in enumerate(rows) if i not in kept]
+                doomed = [(*k, rows[i][3]) for i in _doomed([r[:3] for r in rows], max_entries, keep)]
                 db.executemany(f"DELETE FROM {table} WHERE {match} AND {pk_col} = ?", doomed)
                 deleted += len(doomed)
         return deleted

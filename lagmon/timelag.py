@@ -195,12 +195,16 @@ def partition_term(inp) -> Optional[Term]:
     return Term(partition, t_star, lower_bound, held_at)
 
 
+def _seconds(at: float, t_star: Optional[float]) -> float:
+    """``at - t_star``, never negative or NaN; 0 when caught up (t_star None)."""
+    seconds = 0.0 if t_star is None else at - t_star
+    return float(seconds) if math.isfinite(seconds) and seconds > 0 else 0.0
+
+
 def term_lag(term: Term, now: float) -> PartitionLag:
     at = now if term.held_at is None else min(term.held_at, now)
-    seconds = 0.0 if term.t_star is None else at - term.t_star
-    if not math.isfinite(seconds) or seconds < 0:
-        seconds = 0.0
-    return PartitionLag(partition=term.partition, seconds=float(seconds), lower_bound=term.lower_bound, at=at)
+    return PartitionLag(partition=term.partition, seconds=_seconds(at, term.t_star), lower_bound=term.lower_bound,
+                        at=at)
 
 
 def partition_lag(inp, now: float) -> Optional[PartitionLag]:
@@ -315,13 +319,11 @@ def summarize(terms: Iterable[Term]) -> LagSummary:
                 if growing is None or (t.t_star, t.partition) < (growing[0], growing[1]):
                     growing = (t.t_star, t.partition, t.lower_bound)
             continue
-        at = t.held_at  # term_lag(t, held_at), inline: this runs for every partition of every sample
-        seconds = 0.0 if t.t_star is None else at - t.t_star
-        if not seconds > 0 or not math.isfinite(seconds):
-            seconds = 0.0
+        at = t.held_at
+        seconds = _seconds(at, t.t_star)  # term_lag(t, at).seconds, without building a PartitionLag
         newest = at if newest is None else max(newest, at)
         if held is None or seconds > held[0] or (seconds == held[0] and t.partition < held[1]):
-            held = (float(seconds), t.partition, t.lower_bound, at)
+            held = (seconds, t.partition, t.lower_bound, at)
     return LagSummary(count, growing, any_growing, held, newest)
 
 
@@ -332,8 +334,7 @@ def group_lag_at(summary: LagSummary, now: float) -> GroupLag:
     cands = []
     if summary.growing is not None:
         t_star, partition, lower = summary.growing
-        g = now - t_star
-        cands.append((g if math.isfinite(g) and g > 0 else 0.0, partition, lower, now))
+        cands.append((_seconds(now, t_star), partition, lower, now))
     if summary.held is not None:
         seconds, partition, lower, at = summary.held
         cands.append((seconds, partition, lower, min(at, now)))
