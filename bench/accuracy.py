@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import bisect
 import calendar
+import math
 import statistics
 import sys
 import threading
@@ -45,7 +46,6 @@ import time
 
 import common  # puts the repo on sys.path
 from common import fmt, percentile, table
-
 from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
@@ -136,7 +136,7 @@ class Recorder(TruthRecorder):
             (t0, v0), (t1, v1) = samples[i - 1], samples[i]
             if t1 - t0 <= 2 * slack:
                 return v0 + (v1 - v0) * (t - t0) / (t1 - t0) if t1 > t0 else v1
-        near = [s for s in samples[max(0, i - 1):i + 1] if abs(s[0] - t) <= slack]
+        near = [s for s in samples[max(0, i - 1) : i + 1] if abs(s[0] - t) <= slack]
         return min(near, key=lambda s: abs(s[0] - t))[1] if near else None
 
     def truth_range(self, start: float, end: float) -> tuple[float, float] | None:
@@ -175,7 +175,7 @@ class Recorder(TruthRecorder):
     def period_median(self) -> float:
         with self.lock:
             times = [s[0] for s in self.samples[self.pair]]
-        gaps = [b - a for a, b in zip(times, times[1:])]
+        gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
         return statistics.median(gaps) if gaps else float("nan")
 
 
@@ -185,10 +185,10 @@ class Recorder(TruthRecorder):
 def only_prefix(prefix: str) -> list[str]:
     """Exclude patterns (shell globs) that leave only names starting with prefix, so the lagmon
     instances watch this run's topics and groups and nothing else on a shared broker."""
-    patterns = ["?" * n for n in range(1, len(prefix))]            # names shorter than the prefix
+    patterns = ["?" * n for n in range(1, len(prefix))]  # names shorter than the prefix
     for i, ch in enumerate(prefix):
         escaped = "".join(f"[{c}]" if c in "*?[]!" else c for c in prefix[:i])
-        patterns.append(f"{escaped}[!{ch}]*")                      # differs at position i
+        patterns.append(f"{escaped}[!{ch}]*")  # differs at position i
     return patterns
 
 
@@ -218,10 +218,18 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=290.0, help="seconds of traffic (bounded 60..1800)")
     parser.add_argument("--warmup", type=float, default=25.0, help="seconds not judged at the start")
     parser.add_argument("--idle", type=float, default=90.0, help="idle seconds before each idle-burst burst")
-    parser.add_argument("--intervals", default="1,5", help="sampling intervals to compare (seconds, comma list)")
-    parser.add_argument("--offline-factor", type=float, default=2.0,
-                        help="offline_sample_interval_seconds = this x sample_interval_seconds")
-    parser.add_argument("--naive-window", type=float, default=20.0, help="seconds of production rate for naive")
+    parser.add_argument(
+        "--intervals", default="1,5", help="sampling intervals to compare (seconds, comma list)"
+    )
+    parser.add_argument(
+        "--offline-factor",
+        type=float,
+        default=2.0,
+        help="offline_sample_interval_seconds = this x sample_interval_seconds",
+    )
+    parser.add_argument(
+        "--naive-window", type=float, default=20.0, help="seconds of production rate for naive"
+    )
     args = parser.parse_args()
     common.header("bench/accuracy.py")
     duration = max(60.0, min(args.duration, 1800.0))
@@ -235,9 +243,18 @@ def main() -> int:
         patterns = {  # name: (partitions, producer factory, consumer kwargs)
             "steady": (3, lambda t: SteadyProducer(bootstrap, t, 3, rate=RATE), {}),
             "bursty": (2, lambda t: BurstProducer(bootstrap, t, 2, size=100, every=8.0), {"max_rate": 25}),
-            "idle-burst": (2, lambda t: BurstProducer(bootstrap, t, 2, size=300, first=20,
-                                                      at=[x for x in (first_burst, second_burst) if x < duration - 20]),
-                           {"max_rate": 10}),
+            "idle-burst": (
+                2,
+                lambda t: BurstProducer(
+                    bootstrap,
+                    t,
+                    2,
+                    size=300,
+                    first=20,
+                    at=[x for x in (first_burst, second_burst) if x < duration - 20],
+                ),
+                {"max_rate": 10},
+            ),
             "delay": (3, lambda t: SteadyProducer(bootstrap, t, 3, rate=RATE), {"delay": 15.0}),
             "stopped": (3, lambda t: SteadyProducer(bootstrap, t, 3, rate=RATE), {}),
         }
@@ -248,12 +265,17 @@ def main() -> int:
         workdir = common.BENCH_TMP / tag
         instances = []
         for interval in intervals:
-            cfg = write_config(workdir / f"every-{interval:g}s", bootstrap, monitoring={
-                "sample_interval_seconds": interval,
-                "offline_sample_interval_seconds": interval * args.offline_factor,
-                "report_interval_seconds": 1,
-                "housekeeping_interval_seconds": 60,
-            }, exclude={"topics": only_prefix(tag), "groups": only_prefix(tag)})
+            cfg = write_config(
+                workdir / f"every-{interval:g}s",
+                bootstrap,
+                monitoring={
+                    "sample_interval_seconds": interval,
+                    "offline_sample_interval_seconds": interval * args.offline_factor,
+                    "report_interval_seconds": 1,
+                    "housekeeping_interval_seconds": 60,
+                },
+                exclude={"topics": only_prefix(tag), "groups": only_prefix(tag)},
+            )
             instances.append((interval, cfg))
 
         producers = {name: spec[1](pairs[name][1]) for name, spec in patterns.items()}
@@ -263,10 +285,13 @@ def main() -> int:
         stages = []
         readings = {interval: [] for interval in intervals}  # (read_at, report)
         started = time.time()
-        print(f"# {len(patterns)} patterns on topics {tag}-*, lagmon sampling every "
-              f"{', '.join(f'{i:g}' for i in intervals)} s; {duration:.0f} s of traffic "
-              f"(idle-burst bursts at {first_burst:.0f} s and {second_burst:.0f} s; stopped from "
-              f"{stop_at:.0f} s to {resume_at:.0f} s); work dir {workdir}", flush=True)
+        print(
+            f"# {len(patterns)} patterns on topics {tag}-*, lagmon sampling every "
+            f"{', '.join(f'{i:g}' for i in intervals)} s; {duration:.0f} s of traffic "
+            f"(idle-burst bursts at {first_burst:.0f} s and {second_burst:.0f} s; stopped from "
+            f"{stop_at:.0f} s to {resume_at:.0f} s); work dir {workdir}",
+            flush=True,
+        )
         try:
             for t in threads:
                 t.start()
@@ -312,14 +337,24 @@ def main() -> int:
 
 def judge(readings, recorders, pairs, started, args, dump) -> list[dict]:
     """Errors of every reading after the warm-up, per (interval, pattern); see the module docstring."""
-    dump.write("sampling,pattern,read_at_s,lag_seconds,calculated_at_s,status,truth_at_read,"
-               "truth_in_calculated_second_nearest,naive,naive_polled_at_s,truth_at_naive_poll\n")
+    dump.write(
+        "sampling,pattern,read_at_s,lag_seconds,calculated_at_s,status,truth_at_read,"
+        "truth_in_calculated_second_nearest,naive,naive_polled_at_s,truth_at_naive_poll\n"
+    )
     results = []
     for interval, rows in readings.items():
         for name, pair in pairs.items():
             rec = recorders[name]
-            r = {"interval": interval, "pattern": name, "a": [], "b": [], "naive_a": [], "naive_b": [],
-                 "naive_na": 0, "missing": 0}
+            r = {
+                "interval": interval,
+                "pattern": name,
+                "a": [],
+                "b": [],
+                "naive_a": [],
+                "naive_b": [],
+                "naive_na": 0,
+                "missing": 0,
+            }
             for read_at, rep in rows:
                 if read_at - started < args.warmup:
                     continue
@@ -342,14 +377,16 @@ def judge(readings, recorders, pairs, started, args, dump) -> list[dict]:
                 naive = rec.naive_at(polled, args.naive_window)
                 truth_polled = rec.truth_at(polled)
                 if naive is not None and truth_now is not None and truth_polled is not None:
-                    if naive != naive:  # nan: behind, but nothing produced in the window
+                    if math.isnan(naive):  # nan: behind, but nothing produced in the window
                         r["naive_na"] += 1
                     else:
                         r["naive_a"].append(abs(naive - truth_now))
                         r["naive_b"].append(abs(naive - truth_polled))
-                dump.write(f"{interval:g},{name},{read_at - started:.2f},{reported},{claimed - started:.2f},"
-                           f"{e['status']},{fmt(truth_now)},{fmt(truth_then)},{fmt(naive)},"
-                           f"{polled - started:.2f},{fmt(truth_polled)}\n")
+                dump.write(
+                    f"{interval:g},{name},{read_at - started:.2f},{reported},{claimed - started:.2f},"
+                    f"{e['status']},{fmt(truth_now)},{fmt(truth_then)},{fmt(naive)},"
+                    f"{polled - started:.2f},{fmt(truth_polled)}\n"
+                )
             results.append(r)
     return results
 
@@ -362,31 +399,78 @@ def report(results, recorders, args, started, ended, codes, workdir) -> None:
         judged = len(r["naive_a"]) + r["naive_na"]
         label = (f"{r['interval']:g} s", r["pattern"])
         rows.append((*label, len(r["a"]), *(fmt(x, 2) for x in a), *(fmt(x, 2) for x in b)))
-        naive_rows.append((*label, *(fmt(x, 2) for x in na), *(fmt(x, 2) for x in nb),
-                           f"{100.0 * r['naive_na'] / judged:.0f}%" if judged else "-"))
+        naive_rows.append(
+            (
+                *label,
+                *(fmt(x, 2) for x in na),
+                *(fmt(x, 2) for x in nb),
+                f"{100.0 * r['naive_na'] / judged:.0f}%" if judged else "-",
+            )
+        )
         marks = []
         for med, p95, _ in (a, b):
             ok = med < 1.0 and p95 < r["interval"]
-            marks.append("met" if ok else f"MISSED ({'median ' + fmt(med, 2) if med >= 1.0 else ''}"
-                                          f"{' ' if med >= 1.0 and p95 >= r['interval'] else ''}"
-                                          f"{'p95 ' + fmt(p95, 2) if p95 >= r['interval'] else ''})")
+            marks.append(
+                "met"
+                if ok
+                else f"MISSED ({'median ' + fmt(med, 2) if med >= 1.0 else ''}"
+                f"{' ' if med >= 1.0 and p95 >= r['interval'] else ''}"
+                f"{'p95 ' + fmt(p95, 2) if p95 >= r['interval'] else ''})"
+            )
         targets.append((*label, *marks))
-    print(table(["sampling", "pattern", "reports", "(a) median", "(a) p95", "(a) max", "(b) median", "(b) p95",
-                 "(b) max"], rows,
-                title="lagmon: absolute error of lag_seconds in seconds, (a) against the truth when lag.json is "
-                      "read, (b) against the truth at its calculated_at"))
-    print(table(["sampling", "pattern", "(a) median", "(a) p95", "(a) max", "(b) median", "(b) p95", "(b) max",
-                 "n/a"], naive_rows,
-                title=f"naive (worst partition's offset lag / its production rate over {args.naive_window:g} s, Kafka "
-                      "polled every sampling interval): (a) against the truth when read, (b) against the truth when polled"))
-    print(table(["sampling", "pattern", "target on (a)", "target on (b)"], targets,
-                title="Targets: median error under 1 s and p95 under one sampling interval"))
+    print(
+        table(
+            [
+                "sampling",
+                "pattern",
+                "reports",
+                "(a) median",
+                "(a) p95",
+                "(a) max",
+                "(b) median",
+                "(b) p95",
+                "(b) max",
+            ],
+            rows,
+            title="lagmon: absolute error of lag_seconds in seconds, (a) against the truth when lag.json is "
+            "read, (b) against the truth at its calculated_at",
+        )
+    )
+    print(
+        table(
+            [
+                "sampling",
+                "pattern",
+                "(a) median",
+                "(a) p95",
+                "(a) max",
+                "(b) median",
+                "(b) p95",
+                "(b) max",
+                "n/a",
+            ],
+            naive_rows,
+            title=f"naive (worst partition's offset lag / its production rate over {args.naive_window:g} s, Kafka "
+            "polled every sampling interval): (a) against the truth when read, (b) against the truth when polled",
+        )
+    )
+    print(
+        table(
+            ["sampling", "pattern", "target on (a)", "target on (b)"],
+            targets,
+            title="Targets: median error under 1 s and p95 under one sampling interval",
+        )
+    )
     periods = ", ".join(f"{n} {r.period_median():.2f}" for n, r in recorders.items())
-    missing = ", ".join(f"{r['pattern']} at {r['interval']:g} s: {r['missing']}" for r in results if r["missing"])
-    print(f"\ntruth recorded every (median s): {periods}; lag.json read every 1 s from {args.warmup:.0f} s to "
-          f"{ended - started:.0f} s; stage exit codes {codes}"
-          f"{'; readings without the group: ' + missing if missing else ''}.\n"
-          f"Every reading: {workdir / 'readings.csv'}")
+    missing = ", ".join(
+        f"{r['pattern']} at {r['interval']:g} s: {r['missing']}" for r in results if r["missing"]
+    )
+    print(
+        f"\ntruth recorded every (median s): {periods}; lag.json read every 1 s from {args.warmup:.0f} s to "
+        f"{ended - started:.0f} s; stage exit codes {codes}"
+        f"{'; readings without the group: ' + missing if missing else ''}.\n"
+        f"Every reading: {workdir / 'readings.csv'}"
+    )
 
 
 def cleanup(bootstrap: str, pairs) -> None:

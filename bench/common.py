@@ -17,8 +17,8 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
@@ -33,31 +33,56 @@ BROKER_TIMEOUT = 900.0  # a first run fetches the broker jars with Maven
 
 def header(name: str) -> None:
     """One line saying what was measured: the lagmon commit (and uncommitted files), the machine."""
+
     def git(*a):
         try:
-            return subprocess.run(["git", *a], cwd=REPO, capture_output=True, text=True, timeout=10).stdout.strip()
+            return subprocess.run(
+                ["git", *a], cwd=REPO, capture_output=True, text=True, timeout=10
+            ).stdout.strip()
         except (OSError, subprocess.SubprocessError):
             return ""
+
     dirty = [line[3:] for line in git("status", "--porcelain", "--", "lagmon", "processes").splitlines()]
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"# {name}: lagmon {git('rev-parse', '--short', 'HEAD') or '?'}"
-          f"{' + uncommitted ' + ', '.join(dirty) if dirty else ''}; {os.cpu_count()} CPUs, "
-          f"load average {load:.2f}; {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}", flush=True)
+    print(
+        f"# {name}: lagmon {git('rev-parse', '--short', 'HEAD') or '?'}"
+        f"{' + uncommitted ' + ', '.join(dirty) if dirty else ''}; {os.cpu_count()} CPUs, "
+        f"load average {load:.2f}; {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}",
+        flush=True,
+    )
 
 
 def broker_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--bootstrap", default=None,
-                        help="use this running broker instead of starting one on port 39092")
-    parser.add_argument("--keep-broker", action="store_true",
-                        help="leave the broker this benchmark started running (reuse it with --bootstrap)")
+    parser.add_argument(
+        "--bootstrap", default=None, help="use this running broker instead of starting one on port 39092"
+    )
+    parser.add_argument(
+        "--keep-broker",
+        action="store_true",
+        help="leave the broker this benchmark started running (reuse it with --bootstrap)",
+    )
 
 
 def _broker(command: str, timeout: float) -> subprocess.CompletedProcess:
     BROKER_WORKDIR.mkdir(parents=True, exist_ok=True)
     return subprocess.run(
-        [sys.executable, str(BROKER_SCRIPT), command, "--port", str(PORT), "--sasl-port", str(SASL_PORT),
-         "--controller-port", str(CONTROLLER_PORT), "--workdir", str(BROKER_WORKDIR)],
-        capture_output=True, text=True, timeout=timeout)
+        [
+            sys.executable,
+            str(BROKER_SCRIPT),
+            command,
+            "--port",
+            str(PORT),
+            "--sasl-port",
+            str(SASL_PORT),
+            "--controller-port",
+            str(CONTROLLER_PORT),
+            "--workdir",
+            str(BROKER_WORKDIR),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @contextlib.contextmanager
@@ -73,8 +98,11 @@ def kafka(args: argparse.Namespace) -> Iterator[str]:
         out = _broker("start", BROKER_TIMEOUT)
         if out.returncode != 0:
             sys.exit(f"bench: could not start Kafka on port {PORT} (exit {out.returncode}):\n{out.stderr}")
-        print(f"# started Kafka on 127.0.0.1:{PORT} in {time.monotonic() - started:.1f} s "
-              f"(workdir {BROKER_WORKDIR})", flush=True)
+        print(
+            f"# started Kafka on 127.0.0.1:{PORT} in {time.monotonic() - started:.1f} s "
+            f"(workdir {BROKER_WORKDIR})",
+            flush=True,
+        )
     try:
         yield f"127.0.0.1:{PORT}"
     finally:
@@ -110,15 +138,20 @@ def fmt(value: float | None, digits: int = 2) -> str:
 def table(headers: Sequence[str], rows: Iterable[Sequence[object]], title: str | None = None) -> str:
     """A GitHub-markdown table (readable in a terminal too)."""
     rows = [[str(c) for c in r] for r in rows]
-    widths = [max(len(str(h)), *(len(r[i]) for r in rows)) if rows else len(str(h))
-              for i, h in enumerate(headers)]
+    widths = [
+        max(len(str(h)), *(len(r[i]) for r in rows)) if rows else len(str(h)) for i, h in enumerate(headers)
+    ]
     lines = []
     if title:
         lines.append(f"\n{title}\n")
-    lines.append("| " + " | ".join(str(h).ljust(w) for h, w in zip(headers, widths)) + " |")
+    lines.append("| " + " | ".join(str(h).ljust(w) for h, w in zip(headers, widths, strict=False)) + " |")
     lines.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     for r in rows:
-        lines.append("| " + " | ".join(c.rjust(w) if _numeric(c) else c.ljust(w) for c, w in zip(r, widths)) + " |")
+        lines.append(
+            "| "
+            + " | ".join(c.rjust(w) if _numeric(c) else c.ljust(w) for c, w in zip(r, widths, strict=False))
+            + " |"
+        )
     return "\n".join(lines)
 
 
@@ -136,9 +169,23 @@ def mb(n_bytes: float) -> str:
 
 def peak_rss(command: list[str], *, log: Path | None = None, timeout: float = 300.0) -> dict:
     """Run command through bench/peak_rss.py: {"exit", "wall", "cpu", "rss_mb"} of that child alone."""
-    out = subprocess.run([sys.executable, str(REPO / "bench" / "peak_rss.py"), "--log", str(log or os.devnull),
-                          "--timeout", str(timeout), "--cwd", str(REPO), "--", *command],
-                         capture_output=True, text=True, timeout=timeout + 30)
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "bench" / "peak_rss.py"),
+            "--log",
+            str(log or os.devnull),
+            "--timeout",
+            str(timeout),
+            "--cwd",
+            str(REPO),
+            "--",
+            *command,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=timeout + 30,
+    )
     if out.returncode != 0 or not out.stdout.strip():
         raise RuntimeError(f"peak_rss.py failed: {out.stderr.strip()}")
     return json.loads(out.stdout.strip().splitlines()[-1])

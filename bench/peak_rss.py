@@ -41,8 +41,16 @@ def main() -> int:
                 pid, status, usage = os.wait4(proc.pid, 0)
                 break
             time.sleep(0.01)
-    print(json.dumps({"exit": os.waitstatus_to_exitcode(status), "wall": time.perf_counter() - started,
-                      "cpu": usage.ru_utime + usage.ru_stime, "rss_mb": usage.ru_maxrss * 1024 / 1e6}))
+    print(
+        json.dumps(
+            {
+                "exit": os.waitstatus_to_exitcode(status),
+                "wall": time.perf_counter() - started,
+                "cpu": usage.ru_utime + usage.ru_stime,
+                "rss_mb": usage.ru_maxrss * 1024 / 1e6,
+            }
+        )
+    )
     return 0
 
 

@@ -96,8 +96,11 @@ def build(path: str, meta_path: str) -> dict:
             yield row
 
     db.execute("BEGIN IMMEDIATE")
-    db.executemany("INSERT INTO partition_offsets(topic, partition, offset, first_seen, last_seen)"
-                   " VALUES (?, ?, ?, ?, ?)", remember(head_rows(now)))
+    db.executemany(
+        "INSERT INTO partition_offsets(topic, partition, offset, first_seen, last_seen)"
+        " VALUES (?, ?, ?, ?, ?)",
+        remember(head_rows(now)),
+    )
     db.execute("COMMIT")
     heads_s = time.perf_counter() - t0
 
@@ -111,13 +114,16 @@ def build(path: str, meta_path: str) -> dict:
                 history = offsets[(t, p)]
                 roll = rnd.random()
                 if roll < 0.05:
-                    c = history[-1]                          # caught up
+                    c = history[-1]  # caught up
                 elif roll < 0.06:
-                    c = history[0] - rnd.randrange(1, 50)    # below the history: anchored
+                    c = history[0] - rnd.randrange(1, 50)  # below the history: anchored
                     anchors.append((t, p, c, now - SNAPSHOTS * 60.0 - 300.0, 1))
                 else:
-                    c = history[rnd.randrange(SNAPSHOTS - 10, SNAPSHOTS - 3)] - rnd.randrange(0, 3) \
-                        if roll < 0.5 else history[rnd.randrange(1, SNAPSHOTS - 5)]
+                    c = (
+                        history[rnd.randrange(SNAPSHOTS - 10, SNAPSHOTS - 3)] - rnd.randrange(0, 3)
+                        if roll < 0.5
+                        else history[rnd.randrange(1, SNAPSHOTS - 5)]
+                    )
                 position[(group, t, p)] = c
     t1 = time.perf_counter()
     for k in range(3):  # three samples a minute apart; half the groups advance at each
@@ -129,22 +135,46 @@ def build(path: str, meta_path: str) -> dict:
         store.record_commits(commits, at)
     commits_s = time.perf_counter() - t1
     db.execute("BEGIN IMMEDIATE")
-    db.executemany("INSERT OR REPLACE INTO partition_anchors(topic, partition, offset, timestamp, exact)"
-                   " VALUES (?, ?, ?, ?, ?)", anchors)
+    db.executemany(
+        "INSERT OR REPLACE INTO partition_anchors(topic, partition, offset, timestamp, exact)"
+        " VALUES (?, ?, ?, ?, ?)",
+        anchors,
+    )
     db.execute("COMMIT")
     states = ("online", "online", "online", "offline", "recovering")
     keys = [(f"rt-group-{g:04d}", t) for g in range(GROUPS) for t in group_topics(g)]
     # What the sampler stores with each status: the lag summary from the partitions' history.
     summaries = timelag.group_summaries(store.lag_inputs(), keys)
-    store.save_group_status([
-        GroupStatus(group, t, states[i % len(states)], now - 3600.0, "bench", 0, now, now + 60.0, now, None,
-                    summaries[(group, t)])
-        for i, (group, t) in enumerate(keys)])
+    store.save_group_status(
+        [
+            GroupStatus(
+                group,
+                t,
+                states[i % len(states)],
+                now - 3600.0,
+                "bench",
+                0,
+                now,
+                now + 60.0,
+                now,
+                None,
+                summaries[(group, t)],
+            )
+            for i, (group, t) in enumerate(keys)
+        ]
+    )
     store.heartbeat("sampler", pid=1, started_at=now - 86400.0, at=now, interval=60.0, success=True)
     db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     store.close()
-    meta = {"schema": SCHEMA_VERSION, "now": now, "heads_seconds": heads_s, "commits_seconds": commits_s,
-            "build_seconds": time.perf_counter() - t0, "pairs": len(position), "anchors": len(anchors)}
+    meta = {
+        "schema": SCHEMA_VERSION,
+        "now": now,
+        "heads_seconds": heads_s,
+        "commits_seconds": commits_s,
+        "build_seconds": time.perf_counter() - t0,
+        "pairs": len(position),
+        "anchors": len(anchors),
+    }
     with open(meta_path, "w") as f:
         json.dump(meta, f)
     return meta
@@ -159,19 +189,29 @@ def deepen(shallow: str, deep: str, meta: dict) -> float:
     shutil.copyfile(shallow, deep)
     store = Store(deep)
     db = store._conn
-    firsts = db.execute("SELECT group_id, topic, partition, min(first_seen), min(committed_offset)"
-                        " FROM consumer_commits GROUP BY group_id, topic, partition").fetchall()
-    have = dict(((g, t, p), n) for g, t, p, n in db.execute(
-        "SELECT group_id, topic, partition, count(*) FROM consumer_commits GROUP BY group_id, topic, partition"))
+    firsts = db.execute(
+        "SELECT group_id, topic, partition, min(first_seen), min(committed_offset)"
+        " FROM consumer_commits GROUP BY group_id, topic, partition"
+    ).fetchall()
+    have = dict(
+        ((g, t, p), n)
+        for g, t, p, n in db.execute(
+            "SELECT group_id, topic, partition, count(*) FROM consumer_commits GROUP BY group_id, topic, partition"
+        )
+    )
 
     def older():
         for g, t, p, first, offset in firsts:
             for j in range(1, DEEP_COMMITS - have[(g, t, p)] + 1):
                 at = first - j * 60.0
                 yield g, t, p, at, max(0, offset - j), at
+
     db.execute("BEGIN IMMEDIATE")
-    db.executemany("INSERT INTO consumer_commits(group_id, topic, partition, first_seen, committed_offset,"
-                   " last_seen) VALUES (?, ?, ?, ?, ?, ?)", older())
+    db.executemany(
+        "INSERT INTO consumer_commits(group_id, topic, partition, first_seen, committed_offset,"
+        " last_seen) VALUES (?, ?, ?, ?, ?, ?)",
+        older(),
+    )
     db.execute("COMMIT")
     db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     store.close()
@@ -182,9 +222,11 @@ def write_cfg(directory, db_path) -> str:
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, "config.yaml")
     with open(path, "w") as f:
-        f.write("kafka:\n  bootstrap_servers: 127.0.0.1:1\n"  # never contacted by the reporter
-                "monitoring:\n  sample_interval_seconds: 60\n  report_interval_seconds: 60\n"
-                f"database:\n  path: {db_path}\noutput:\n  json_path: {os.path.join(directory, 'lag.json')}\n")
+        f.write(
+            "kafka:\n  bootstrap_servers: 127.0.0.1:1\n"  # never contacted by the reporter
+            "monitoring:\n  sample_interval_seconds: 60\n  report_interval_seconds: 60\n"
+            f"database:\n  path: {db_path}\noutput:\n  json_path: {os.path.join(directory, 'lag.json')}\n"
+        )
     return path
 
 
@@ -192,8 +234,9 @@ def measure(label: str, db_path: str, now: float, repeat: int, workdir: str) -> 
     cfg_path = write_cfg(os.path.join(workdir, label), db_path)
     cfg = lagconfig.load(cfg_path)
     store = Store(db_path)
-    rows = store._conn.execute("SELECT (SELECT count(*) FROM partition_offsets),"
-                               " (SELECT count(*) FROM consumer_commits)").fetchone()
+    rows = store._conn.execute(
+        "SELECT (SELECT count(*) FROM partition_offsets), (SELECT count(*) FROM consumer_commits)"
+    ).fetchone()
     reporter = Reporter(cfg, store)
     reporter.step(now)  # untimed: page cache and statement cache warm
     steps, reads = [], []
@@ -206,11 +249,25 @@ def measure(label: str, db_path: str, now: float, repeat: int, workdir: str) -> 
         reporter.step(now)
         steps.append(time.perf_counter() - t0)
     store.close()
-    child = common.peak_rss([sys.executable, "-m", "processes.reporter", "--config", cfg_path, "--once"],
-                            log=os.path.join(workdir, label, "reporter.log"), timeout=300)
+    child = common.peak_rss(
+        [sys.executable, "-m", "processes.reporter", "--config", cfg_path, "--once"],
+        log=os.path.join(workdir, label, "reporter.log"),
+        timeout=300,
+    )
     report = json.load(open(cfg.output.json_path))
-    return (label, rows[0], rows[1], len(report["consumers"]), os.path.getsize(db_path),
-            os.path.getsize(cfg.output.json_path), median(reads), median(steps), min(steps), max(steps), child)
+    return (
+        label,
+        rows[0],
+        rows[1],
+        len(report["consumers"]),
+        os.path.getsize(db_path),
+        os.path.getsize(cfg.output.json_path),
+        median(reads),
+        median(steps),
+        min(steps),
+        max(steps),
+        child,
+    )
 
 
 def profile_step(db_path: str, now: float, workdir: str) -> str:
@@ -244,13 +301,18 @@ def main() -> int:
     base.mkdir(parents=True, exist_ok=True)
     shallow, deep, meta_path = str(base / "shallow.db"), str(base / "deep.db"), str(base / "meta.json")
 
-    stale = not (os.path.exists(shallow) and os.path.exists(meta_path)) \
+    stale = (
+        not (os.path.exists(shallow) and os.path.exists(meta_path))
         or json.load(open(meta_path)).get("schema") != SCHEMA_VERSION
+    )
     if args.rebuild or stale:
         meta = build(shallow, meta_path)
-        print(f"# built {shallow} in {meta['build_seconds']:.0f} s (heads bulk-inserted in "
-              f"{meta['heads_seconds']:.0f} s, 3 record_commits of {meta['pairs']:,} in "
-              f"{meta['commits_seconds']:.0f} s)", flush=True)
+        print(
+            f"# built {shallow} in {meta['build_seconds']:.0f} s (heads bulk-inserted in "
+            f"{meta['heads_seconds']:.0f} s, 3 record_commits of {meta['pairs']:,} in "
+            f"{meta['commits_seconds']:.0f} s)",
+            flush=True,
+        )
         if os.path.exists(deep):
             os.remove(deep)
     else:
@@ -264,19 +326,48 @@ def main() -> int:
     if not args.skip_deep:
         results.append(measure("full-history", deep, now, repeat, str(base)))
     rows = []
-    for label, heads, commits, consumers, db_bytes, json_bytes, read, step, lo, hi, child in results:
-        rows.append((label, f"{heads:,}", f"{commits:,}", f"{consumers:,}", common.mb(db_bytes), fmt(read, 2),
-                     fmt(step, 2), f"{fmt(lo, 2)}-{fmt(hi, 2)}", fmt(child["wall"], 2), fmt(child["rss_mb"], 1),
-                     verdict(step < TARGET_SECONDS and child["rss_mb"] < TARGET_MB and child["exit"] == 0)))
-    print(table(["database", "head rows", "commit rows", "group/topics", "db MB", "all summaries s",
-                 f"step s (median of {repeat})", "step min-max", "process s", "process peak RSS MB",
-                 "< 1 s and < 150 MB"], rows,
-                title="Reporter: 10,000 partitions x 300 snapshots, 100,000 group-partition pairs"))
-    print(f"\nstep = Reporter.step(now): read the sampler's per-group lag summaries, the lag at now, build "
-          f"and write lag.json ({common.mb(results[0][5])} MB); process = `python -m processes.reporter --once` "
-          "(start-up, one step, heartbeat), its own peak RSS. all summaries = the per-partition work "
-          "(history look-ups and interpolation) for all 100,000 pairs, which the sampler does for the "
-          "groups it samples, each at its own interval; it is not part of a report.")
+    for label, heads, commits, consumers, db_bytes, _json_bytes, read, step, lo, hi, child in results:
+        rows.append(
+            (
+                label,
+                f"{heads:,}",
+                f"{commits:,}",
+                f"{consumers:,}",
+                common.mb(db_bytes),
+                fmt(read, 2),
+                fmt(step, 2),
+                f"{fmt(lo, 2)}-{fmt(hi, 2)}",
+                fmt(child["wall"], 2),
+                fmt(child["rss_mb"], 1),
+                verdict(step < TARGET_SECONDS and child["rss_mb"] < TARGET_MB and child["exit"] == 0),
+            )
+        )
+    print(
+        table(
+            [
+                "database",
+                "head rows",
+                "commit rows",
+                "group/topics",
+                "db MB",
+                "all summaries s",
+                f"step s (median of {repeat})",
+                "step min-max",
+                "process s",
+                "process peak RSS MB",
+                "< 1 s and < 150 MB",
+            ],
+            rows,
+            title="Reporter: 10,000 partitions x 300 snapshots, 100,000 group-partition pairs",
+        )
+    )
+    print(
+        f"\nstep = Reporter.step(now): read the sampler's per-group lag summaries, the lag at now, build "
+        f"and write lag.json ({common.mb(results[0][5])} MB); process = `python -m processes.reporter --once` "
+        "(start-up, one step, heartbeat), its own peak RSS. all summaries = the per-partition work "
+        "(history look-ups and interpolation) for all 100,000 pairs, which the sampler does for the "
+        "groups it samples, each at its own interval; it is not part of a report."
+    )
     missed = any(r[7] >= TARGET_SECONDS for r in results)
     if args.profile or missed:
         print("\ncProfile of one Reporter.step on the shallow database:\n")

@@ -46,9 +46,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import common  # noqa: E402  (puts the repo on sys.path)
+import common
 from common import fmt, median, table, verdict
-
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
 
@@ -64,9 +63,9 @@ from lagmon.store import Store
 from tests.kafkatools import write_config
 
 INTERNAL = {"__consumer_offsets", "__transaction_state"}
-ANCHORED_GROUPS = 50          # groups whose first partition commits head - 1 (anchors at warm-up)
-HISTORY_HEADS = 300           # max_entries_per_partition default
-HISTORY_COMMITS = 100         # max_commit_entries_per_partition default
+ANCHORED_GROUPS = 50  # groups whose first partition commits head - 1 (anchors at warm-up)
+HISTORY_HEADS = 300  # max_entries_per_partition default
+HISTORY_COMMITS = 100  # max_commit_entries_per_partition default
 TARGET_RATIO = 1.5
 TARGET_RSS_MB = 100.0
 SETUP_TIMEOUT = 300.0
@@ -95,15 +94,21 @@ class Cluster:
         existing = set(self.admin.list_topics(timeout=30).topics)
         missing = [t for t in self.topics if t not in existing]
         if missing:
-            futures = self.admin.create_topics([NewTopic(t, self.partitions, 1) for t in missing],
-                                               operation_timeout=60, request_timeout=60)
+            futures = self.admin.create_topics(
+                [NewTopic(t, self.partitions, 1) for t in missing], operation_timeout=60, request_timeout=60
+            )
             for f in futures.values():
                 f.result(120)
         deadline = time.monotonic() + SETUP_TIMEOUT
         while time.monotonic() < deadline:  # every partition has a leader
             md = self.admin.list_topics(timeout=30).topics
-            if all(t in md and md[t].error is None and len(md[t].partitions) == self.partitions
-                   and all(p.leader >= 0 for p in md[t].partitions.values()) for t in self.topics):
+            if all(
+                t in md
+                and md[t].error is None
+                and len(md[t].partitions) == self.partitions
+                and all(p.leader >= 0 for p in md[t].partitions.values())
+                for t in self.topics
+            ):
                 return len(missing)
             time.sleep(0.5)
         raise TimeoutError("topics without a leader")
@@ -113,8 +118,13 @@ class Cluster:
         deadline = time.monotonic() + SETUP_TIMEOUT
         while True:
             futures = self.admin.list_offsets(
-                {TopicPartition(t, p): OffsetSpec.latest() for t in self.topics for p in range(self.partitions)},
-                request_timeout=60)
+                {
+                    TopicPartition(t, p): OffsetSpec.latest()
+                    for t in self.topics
+                    for p in range(self.partitions)
+                },
+                request_timeout=60,
+            )
             try:
                 return {(tp.topic, tp.partition): f.result(90).offset for tp, f in futures.items()}
             except KafkaException:
@@ -161,7 +171,8 @@ class Cluster:
                 below = 1 if (i < anchored and j == 0) else 0
                 tps.append(TopicPartition(t, p, max(0, heads[(t, p)] - minus - below)))
             futures[group] = self.admin.alter_consumer_group_offsets(
-                [ConsumerGroupTopicPartitions(group, tps)], request_timeout=60)[group]
+                [ConsumerGroupTopicPartitions(group, tps)], request_timeout=60
+            )[group]
         for f in futures.values():
             f.result(120)
 
@@ -175,17 +186,30 @@ def floor_sample(admin: AdminClient) -> dict:
     md = admin.list_topics(timeout=30)
     listed = admin.list_consumer_groups(request_timeout=30).result(60)
     groups = [g.group_id for g in listed.valid]
-    futures = [admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(g)], request_timeout=30,
-                                                 require_stable=False)[g] for g in groups]
+    futures = [
+        admin.list_consumer_group_offsets(
+            [ConsumerGroupTopicPartitions(g)], request_timeout=30, require_stable=False
+        )[g]
+        for g in groups
+    ]
     commits = sum(len(f.result(60).topic_partitions) for f in futures)
-    request = {TopicPartition(name, p): OffsetSpec.latest()
-               for name, t in md.topics.items() if name not in INTERNAL for p in t.partitions}
+    request = {
+        TopicPartition(name, p): OffsetSpec.latest()
+        for name, t in md.topics.items()
+        if name not in INTERNAL
+        for p in t.partitions
+    }
     heads = admin.list_offsets(request, request_timeout=30)
     for f in heads.values():
         f.result(60)
-    return {"wall": time.perf_counter() - t0, "cpu": time.process_time() - c0,
-            "groups": len(groups), "commits": commits, "partitions": len(request),
-            "requests": 3 + len(groups)}
+    return {
+        "wall": time.perf_counter() - t0,
+        "cpu": time.process_time() - c0,
+        "groups": len(groups),
+        "commits": commits,
+        "partitions": len(request),
+        "requests": 3 + len(groups),
+    }
 
 
 # --------------------------------------------------------------------------- the sampler, instrumented
@@ -207,6 +231,7 @@ class Timers:
                     return _orig(*a, **kw)
                 finally:
                     self.spent[_key] = self.spent.get(_key, 0.0) + time.perf_counter() - t
+
             setattr(obj, name, timed)
 
     def take(self) -> dict[str, float]:
@@ -215,8 +240,16 @@ class Timers:
 
 
 KAFKA_CALLS = ("topics", "groups", "committed", "heads", "message_time")
-STORE_CALLS = ("record_heads", "record_commits", "lag_inputs", "save_group_status", "mark_excluded",
-               "add_transitions", "put_anchor", "delete_topic")
+STORE_CALLS = (
+    "record_heads",
+    "record_commits",
+    "lag_inputs",
+    "save_group_status",
+    "mark_excluded",
+    "add_transitions",
+    "put_anchor",
+    "delete_topic",
+)
 
 
 def prefill(store: Store, cluster: Cluster, heads: dict[tuple[str, int], int], now: float) -> float:
@@ -245,14 +278,24 @@ def prefill(store: Store, cluster: Cluster, heads: dict[tuple[str, int], int], n
     db = store._conn
     db.execute("BEGIN IMMEDIATE")
     try:
-        db.executemany("INSERT INTO partition_offsets(topic, partition, offset, first_seen, last_seen)"
-                       " VALUES (?, ?, ?, ?, ?)",
-                       ((t, p, h - HISTORY_HEADS + k, head_time(k), head_time(k))
-                        for (t, p), h in sorted(heads.items()) for k in range(HISTORY_HEADS - 1)))
-        db.executemany("INSERT INTO consumer_commits(group_id, topic, partition, first_seen, committed_offset,"
-                       " last_seen) VALUES (?, ?, ?, ?, ?, ?)",
-                       ((g, t, p, commit_time(j), commit_at(j, heads[(t, p)]), commit_time(j))
-                        for g, t, p in pairs for j in range(HISTORY_COMMITS - 1)))
+        db.executemany(
+            "INSERT INTO partition_offsets(topic, partition, offset, first_seen, last_seen)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (
+                (t, p, h - HISTORY_HEADS + k, head_time(k), head_time(k))
+                for (t, p), h in sorted(heads.items())
+                for k in range(HISTORY_HEADS - 1)
+            ),
+        )
+        db.executemany(
+            "INSERT INTO consumer_commits(group_id, topic, partition, first_seen, committed_offset,"
+            " last_seen) VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                (g, t, p, commit_time(j), commit_at(j, heads[(t, p)]), commit_time(j))
+                for g, t, p in pairs
+                for j in range(HISTORY_COMMITS - 1)
+            ),
+        )
         db.execute("COMMIT")
     except BaseException:
         db.execute("ROLLBACK")
@@ -298,10 +341,16 @@ class Subject:
         self.sampler.step(time.time())
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         res = self.sampler.last_result
-        return {"wall": wall, "cpu": cpu + max(0.0, worker_cpu(self.client) - w0),
-                "written": common.written_bytes() - b0,
-                "requests": self.client.requests - r0, "groups": res.groups_sampled,
-                "partitions": res.partitions, "anchors": res.anchors_read, "spent": self.timers.take()}
+        return {
+            "wall": wall,
+            "cpu": cpu + max(0.0, worker_cpu(self.client) - w0),
+            "written": common.written_bytes() - b0,
+            "requests": self.client.requests - r0,
+            "groups": res.groups_sampled,
+            "partitions": res.partitions,
+            "anchors": res.anchors_read,
+            "spent": self.timers.take(),
+        }
 
     def close(self) -> None:
         self.client.close()
@@ -335,13 +384,20 @@ def advance(cluster: Cluster, previous: dict) -> dict:
 def stage_runs(bootstrap: str, workdir: Path):
     """Each real stage once (`--once`), launched through bench/peak_rss.py."""
     cfg = write_config(workdir, bootstrap)  # 1 s sample interval: the second sample is due again
-    runs = [("sampler", "first sample, fresh database"), ("sampler", "second sample"),
-            ("reporter", "one report"), ("housekeeper", "one pass")]
+    runs = [
+        ("sampler", "first sample, fresh database"),
+        ("sampler", "second sample"),
+        ("reporter", "one report"),
+        ("housekeeper", "one pass"),
+    ]
     results = []
     for stage, what in runs:
         time.sleep(1.1)
-        r = common.peak_rss([sys.executable, "-m", f"processes.{stage}", "--config", str(cfg), "--once"],
-                            log=workdir / f"{stage}.log", timeout=300)
+        r = common.peak_rss(
+            [sys.executable, "-m", f"processes.{stage}", "--config", str(cfg), "--once"],
+            log=workdir / f"{stage}.log",
+            timeout=300,
+        )
         results.append((stage, what, r))
     return results
 
@@ -352,21 +408,32 @@ def stage_runs(bootstrap: str, workdir: Path):
 def summarize(subject: Subject, f_wall: float) -> tuple:
     s = subject.samples
     wall, cpu = median(x["wall"] for x in s), median(x["cpu"] for x in s)
-    return (f"sample {subject.label}, median of {len(s)}", fmt(wall, 3), fmt(cpu, 3),
-            int(median(x["requests"] for x in s)), s[-1]["groups"], s[-1]["partitions"],
-            "/".join(str(int(v)) for v in (median(x["anchors"] for x in s), max(x["anchors"] for x in s))),
-            common.mb(median(x["written"] for x in s)), f"{wall / f_wall:.2f}x")
+    return (
+        f"sample {subject.label}, median of {len(s)}",
+        fmt(wall, 3),
+        fmt(cpu, 3),
+        int(median(x["requests"] for x in s)),
+        s[-1]["groups"],
+        s[-1]["partitions"],
+        "/".join(str(int(v)) for v in (median(x["anchors"] for x in s), max(x["anchors"] for x in s))),
+        common.mb(median(x["written"] for x in s)),
+        f"{wall / f_wall:.2f}x",
+    )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     common.broker_args(parser)
-    parser.add_argument("--prefix", default="lagbench", help="topic and group name prefix (reused if present)")
+    parser.add_argument(
+        "--prefix", default="lagbench", help="topic and group name prefix (reused if present)"
+    )
     parser.add_argument("--topics", type=int, default=100)
     parser.add_argument("--partitions", type=int, default=20)
     parser.add_argument("--groups", type=int, default=1000)
     parser.add_argument("--samples", type=int, default=10, help="steady-state samples (after the warm-up)")
-    parser.add_argument("--profile", action="store_true", help="cProfile 3 more samples even if the target is met")
+    parser.add_argument(
+        "--profile", action="store_true", help="cProfile 3 more samples even if the target is met"
+    )
     parser.add_argument("--no-stages", action="store_true", help="skip the stage processes' memory run")
     args = parser.parse_args()
     common.header("bench/sampler_cost.py")
@@ -384,10 +451,13 @@ def main() -> int:
         # A fresh database: the warm-up's commits sit at the heads, the first ANCHORED_GROUPS
         # groups one message below on one partition (those need an anchor).
         cluster.commit_all(heads, anchored=ANCHORED_GROUPS)
-        print(f"# cluster: {len(cluster.topics)} topics x {args.partitions} partitions = "
-              f"{len(heads)} partitions; {len(cluster.groups)} groups x 20 partitions = "
-              f"{len(cluster.groups) * 20} commits; topics created {created}, groups reused {reused_groups}; "
-              f"setup {time.monotonic() - t0:.1f} s", flush=True)
+        print(
+            f"# cluster: {len(cluster.topics)} topics x {args.partitions} partitions = "
+            f"{len(heads)} partitions; {len(cluster.groups)} groups x 20 partitions = "
+            f"{len(cluster.groups) * 20} commits; topics created {created}, groups reused {reused_groups}; "
+            f"setup {time.monotonic() - t0:.1f} s",
+            flush=True,
+        )
 
         common.BENCH_TMP.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="sampler-cost-", dir=common.BENCH_TMP) as tmp:
@@ -396,13 +466,23 @@ def main() -> int:
             stage_client = IsolatedKafkaClient or KafkaClient  # what processes/sampler.py uses
             subjects = [Subject("plain/new-db", KafkaClient, cfg, tmp / "inproc" / "plain.db")]
             if IsolatedKafkaClient is not None:
-                subjects.append(Subject("isolated/new-db", IsolatedKafkaClient, cfg, tmp / "inproc" / "isolated.db"))
-            aged = Subject(("isolated" if IsolatedKafkaClient else "plain") + "/full-history", stage_client, cfg, tmp / "inproc" / "aged.db",
-                           prefill_with=(cluster, heads, time.time()))
+                subjects.append(
+                    Subject("isolated/new-db", IsolatedKafkaClient, cfg, tmp / "inproc" / "isolated.db")
+                )
+            aged = Subject(
+                ("isolated" if IsolatedKafkaClient else "plain") + "/full-history",
+                stage_client,
+                cfg,
+                tmp / "inproc" / "aged.db",
+                prefill_with=(cluster, heads, time.time()),
+            )
             subjects.append(aged)
-            print(f"# full-history database: {HISTORY_HEADS} head rows per partition and {HISTORY_COMMITS} "
-                  f"commit rows per group-partition bulk-inserted in {aged.prefill_seconds:.1f} s "
-                  f"({os.path.getsize(aged.store.path) / 1e6:.0f} MB)", flush=True)
+            print(
+                f"# full-history database: {HISTORY_HEADS} head rows per partition and {HISTORY_COMMITS} "
+                f"commit rows per group-partition bulk-inserted in {aged.prefill_seconds:.1f} s "
+                f"({os.path.getsize(aged.store.path) / 1e6:.0f} MB)",
+                flush=True,
+            )
             floor_admin = AdminClient({"bootstrap.servers": bootstrap})
             floor_sample(floor_admin)  # connections up, like the samplers' after their warm-up
             for subject in subjects:
@@ -412,7 +492,7 @@ def main() -> int:
                 heads = advance(cluster, heads)
                 # rotate the order so that no one always runs first after the cluster changed
                 order = [None, *subjects]
-                order = order[i % len(order):] + order[:i % len(order)]
+                order = order[i % len(order) :] + order[: i % len(order)]
                 for who in order:
                     if who is None:
                         floors.append(floor_sample(floor_admin))
@@ -423,40 +503,99 @@ def main() -> int:
             rows = []
             for subject in subjects:
                 w = subject.warm
-                rows.append((f"warm-up sample {subject.label}", fmt(w["wall"], 3),
-                             fmt(w["cpu"], 3), w["requests"], w["groups"], w["partitions"], w["anchors"],
-                             common.mb(w["written"]), "-"))
+                rows.append(
+                    (
+                        f"warm-up sample {subject.label}",
+                        fmt(w["wall"], 3),
+                        fmt(w["cpu"], 3),
+                        w["requests"],
+                        w["groups"],
+                        w["partitions"],
+                        w["anchors"],
+                        common.mb(w["written"]),
+                        "-",
+                    )
+                )
             rows += [summarize(subject, f_wall) for subject in subjects]
-            rows.append((f"floor (bare confluent_kafka), median of {len(floors)}", fmt(f_wall, 3), fmt(f_cpu, 3),
-                         floors[-1]["requests"], floors[-1]["groups"], floors[-1]["partitions"], "-", "-", "1.00x"))
-            print(table(["", "wall s", "cpu s", "requests", "groups", "partitions", "anchors read (median/max)", "written MB",
-                         "wall / floor"],
-                        rows, title="Sampler cost per sample (2,000 partitions, 1,000 groups, 20,000 commits)"))
-            spread = "; ".join(f"{x.label} {fmt(min(s['wall'] for s in x.samples), 3)}-"
-                               f"{fmt(max(s['wall'] for s in x.samples), 3)} s" for x in subjects)
-            print("\nplain = KafkaClient in-process; isolated = IsolatedKafkaClient (committed offsets in a "
-                  "worker process, as processes/sampler.py runs it); new-db = empty database before the "
-                  f"warm-up; full-history = database prefilled with {HISTORY_HEADS} head rows per partition "
-                  f"and {HISTORY_COMMITS} commit rows per group-partition (the housekeeper's limits). written = "
-                  "bytes the sample passed to write() (SQLite WAL and checkpoints).")
-            print(f"wall min-max: {spread}; floor {fmt(min(f['wall'] for f in floors), 3)}-"
-                  f"{fmt(max(f['wall'] for f in floors), 3)} s. CPU = this process (all threads)"
-                  f"{' + the offsets worker process' if len(subjects) > 1 else ''}.")
+            rows.append(
+                (
+                    f"floor (bare confluent_kafka), median of {len(floors)}",
+                    fmt(f_wall, 3),
+                    fmt(f_cpu, 3),
+                    floors[-1]["requests"],
+                    floors[-1]["groups"],
+                    floors[-1]["partitions"],
+                    "-",
+                    "-",
+                    "1.00x",
+                )
+            )
+            print(
+                table(
+                    [
+                        "",
+                        "wall s",
+                        "cpu s",
+                        "requests",
+                        "groups",
+                        "partitions",
+                        "anchors read (median/max)",
+                        "written MB",
+                        "wall / floor",
+                    ],
+                    rows,
+                    title="Sampler cost per sample (2,000 partitions, 1,000 groups, 20,000 commits)",
+                )
+            )
+            spread = "; ".join(
+                f"{x.label} {fmt(min(s['wall'] for s in x.samples), 3)}-"
+                f"{fmt(max(s['wall'] for s in x.samples), 3)} s"
+                for x in subjects
+            )
+            print(
+                "\nplain = KafkaClient in-process; isolated = IsolatedKafkaClient (committed offsets in a "
+                "worker process, as processes/sampler.py runs it); new-db = empty database before the "
+                f"warm-up; full-history = database prefilled with {HISTORY_HEADS} head rows per partition "
+                f"and {HISTORY_COMMITS} commit rows per group-partition (the housekeeper's limits). written = "
+                "bytes the sample passed to write() (SQLite WAL and checkpoints)."
+            )
+            print(
+                f"wall min-max: {spread}; floor {fmt(min(f['wall'] for f in floors), 3)}-"
+                f"{fmt(max(f['wall'] for f in floors), 3)} s. CPU = this process (all threads)"
+                f"{' + the offsets worker process' if len(subjects) > 1 else ''}."
+            )
 
             main_subject = aged  # the stage's client, on the database it runs on after a few hours
             keys = sorted({k for x in subjects for s in x.samples for k in s["spent"]})
             parts = []
             for k in keys:
-                parts.append((k, *(fmt(median(s["spent"].get(k, 0.0) for s in x.samples), 3) for x in subjects)))
-            parts.append(("(rest: lag math, states, Python)",
-                          *(fmt(median(x["wall"] for x in x.samples)
-                                - sum(median(s["spent"].get(k, 0.0) for s in x.samples) for k in keys), 3)
-                            for x in subjects)))
-            print(table(["where a steady-state sample's wall time goes (median s)", *(x.label for x in subjects)],
-                        parts))
+                parts.append(
+                    (k, *(fmt(median(s["spent"].get(k, 0.0) for s in x.samples), 3) for x in subjects))
+                )
+            parts.append(
+                (
+                    "(rest: lag math, states, Python)",
+                    *(
+                        fmt(
+                            median(x["wall"] for x in x.samples)
+                            - sum(median(s["spent"].get(k, 0.0) for s in x.samples) for k in keys),
+                            3,
+                        )
+                        for x in subjects
+                    ),
+                )
+            )
+            print(
+                table(
+                    ["where a steady-state sample's wall time goes (median s)", *(x.label for x in subjects)],
+                    parts,
+                )
+            )
             ratio = median(x["wall"] for x in main_subject.samples) / f_wall
-            print(f"\ntarget: a sample within {TARGET_RATIO}x the floor ({main_subject.label}: the stage's client "
-                  f"on the database it has after a few hours): {verdict(ratio <= TARGET_RATIO)} ({ratio:.2f}x)")
+            print(
+                f"\ntarget: a sample within {TARGET_RATIO}x the floor ({main_subject.label}: the stage's client "
+                f"on the database it has after a few hours): {verdict(ratio <= TARGET_RATIO)} ({ratio:.2f}x)"
+            )
 
             if args.profile or ratio > TARGET_RATIO:
                 print(f"\ncProfile of 3 more steady-state samples ({main_subject.label}):\n")
@@ -468,17 +607,33 @@ def main() -> int:
                 stage_dir = common.BENCH_TMP / "sampler-cost-stages"
                 shutil.rmtree(stage_dir, ignore_errors=True)
                 results = stage_runs(bootstrap, stage_dir)
-                rows = [(f"{stage} --once", what, fmt(r["wall"], 2), fmt(r["cpu"], 2), fmt(r["rss_mb"], 1),
-                         r["exit"], verdict(r["rss_mb"] < TARGET_RSS_MB and r["exit"] == 0))
-                        for stage, what, r in results]
-                print(table(["stage process", "step", "wall s", "cpu s", "peak RSS MB", "exit", "< 100 MB"], rows,
-                            title="Stage processes against the same cluster (peak RSS of the process and any "
-                                  "child it waited for, via bench/peak_rss.py)"))
+                rows = [
+                    (
+                        f"{stage} --once",
+                        what,
+                        fmt(r["wall"], 2),
+                        fmt(r["cpu"], 2),
+                        fmt(r["rss_mb"], 1),
+                        r["exit"],
+                        verdict(r["rss_mb"] < TARGET_RSS_MB and r["exit"] == 0),
+                    )
+                    for stage, what, r in results
+                ]
+                print(
+                    table(
+                        ["stage process", "step", "wall s", "cpu s", "peak RSS MB", "exit", "< 100 MB"],
+                        rows,
+                        title="Stage processes against the same cluster (peak RSS of the process and any "
+                        "child it waited for, via bench/peak_rss.py)",
+                    )
+                )
                 print(f"\nstage logs: {stage_dir}")
                 for stage, what, r in results:
                     if r["exit"] != 0:
                         log = (stage_dir / f"{stage}.log").read_text(errors="replace").splitlines()
-                        print(f"{stage} ({what}) exited {r['exit']}; its log ends:\n  " + "\n  ".join(log[-8:]))
+                        print(
+                            f"{stage} ({what}) exited {r['exit']}; its log ends:\n  " + "\n  ".join(log[-8:])
+                        )
     return 0
 
 

@@ -48,9 +48,9 @@ def rate_per_minute(topic: int, t: float) -> float:
     """Messages a minute of a topic at simulated time t (seconds since the start)."""
     kind = topic % 7
     if kind == 0:
-        return 0.0                                        # idle
+        return 0.0  # idle
     if kind == 1:
-        return 0.3                                        # a message every few minutes
+        return 0.3  # a message every few minutes
     if kind == 2:
         return 5.0
     if kind == 3:
@@ -59,7 +59,7 @@ def rate_per_minute(topic: int, t: float) -> float:
         return 5000.0
     if kind == 5:
         return 300.0 * (1.0 + math.sin(2 * math.pi * t / DAY))  # diurnal
-    return 1000.0 if (t % (6 * 3600.0)) < 3600.0 else 0.0      # an hour of bursts every 6 hours
+    return 1000.0 if (t % (6 * 3600.0)) < 3600.0 else 0.0  # an hour of bursts every 6 hours
 
 
 def group_kind(g: int) -> str:
@@ -80,13 +80,24 @@ def sizes(path: str) -> tuple[int, int]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--days", type=float, default=7.0)
-    parser.add_argument("--sample-every", type=float, default=300.0,
-                        help="simulated seconds between samples (lagmon's default: 60)")
-    parser.add_argument("--housekeep-every", type=float, default=21600.0,
-                        help="simulated seconds between housekeeper passes (lagmon's default: 900)")
-    parser.add_argument("--dir", default="/dev/shm" if os.path.isdir("/dev/shm") else str(common.BENCH_TMP),
-                        help="where the database lives (default /dev/shm: sizes do not depend on the medium, "
-                             "and the simulation runs several times faster in memory)")
+    parser.add_argument(
+        "--sample-every",
+        type=float,
+        default=300.0,
+        help="simulated seconds between samples (lagmon's default: 60)",
+    )
+    parser.add_argument(
+        "--housekeep-every",
+        type=float,
+        default=21600.0,
+        help="simulated seconds between housekeeper passes (lagmon's default: 900)",
+    )
+    parser.add_argument(
+        "--dir",
+        default="/dev/shm" if os.path.isdir("/dev/shm") else str(common.BENCH_TMP),
+        help="where the database lives (default /dev/shm: sizes do not depend on the medium, "
+        "and the simulation runs several times faster in memory)",
+    )
     parser.add_argument("--report-every", type=float, default=12 * 3600.0, help="simulated seconds")
     args = parser.parse_args()
     common.header("bench/week.py")
@@ -99,17 +110,21 @@ def main() -> int:
         db_path = os.path.join(tmp, "state.db")
         cfg_path = os.path.join(tmp, "config.yaml")
         with open(cfg_path, "w") as f:
-            f.write(f"kafka:\n  bootstrap_servers: 127.0.0.1:1\nmonitoring:\n"
-                    f"  sample_interval_seconds: {sample_every:g}\n"
-                    f"  housekeeping_interval_seconds: {housekeep_every:g}\n"
-                    f"database:\n  path: {db_path}\noutput:\n  json_path: {os.path.join(tmp, 'lag.json')}\n")
+            f.write(
+                f"kafka:\n  bootstrap_servers: 127.0.0.1:1\nmonitoring:\n"
+                f"  sample_interval_seconds: {sample_every:g}\n"
+                f"  housekeeping_interval_seconds: {housekeep_every:g}\n"
+                f"database:\n  path: {db_path}\noutput:\n  json_path: {os.path.join(tmp, 'lag.json')}\n"
+            )
         cfg = lagconfig.load(cfg_path)
         sampler_store, keeper_store = Store(db_path), Store(db_path)
         housekeeper = Housekeeper(cfg, keeper_store)
 
         rnd = random.Random(3)
         start = time.time() - days * DAY  # the simulated week ends about now
-        heads = {(f"wk-topic-{i:03d}", p): rnd.randrange(0, 1000) for i in range(TOPICS) for p in range(PARTITIONS)}
+        heads = {
+            (f"wk-topic-{i:03d}", p): rnd.randrange(0, 1000) for i in range(TOPICS) for p in range(PARTITIONS)
+        }
         history: dict[tuple[str, int], list[tuple[float, int]]] = {tp: [(0.0, h)] for tp, h in heads.items()}
         groups = {f"wk-group-{g:03d}": (group_kind(g), f"wk-topic-{g % TOPICS:03d}") for g in range(GROUPS)}
         last_sampled = {g: -math.inf for g in groups}
@@ -158,13 +173,23 @@ def main() -> int:
                         commits_at[key] = heads[(topic, p)]
                     elif kind == "lags":
                         commits_at[key] = head_at((topic, p), t_rel - 600.0)
-                    elif kind == "stops" and not stopped:
-                        commits_at[key] = heads[(topic, p)]
-                    elif key not in commits_at:
+                    elif (kind == "stops" and not stopped) or key not in commits_at:
                         commits_at[key] = heads[(topic, p)]
                     commits[key] = commits_at[key]
-                statuses.append(GroupStatus(g, topic, "offline" if stopped or kind == "gone" else "online",
-                                            start, "bench", 0, now, now + interval, now, 0.0))
+                statuses.append(
+                    GroupStatus(
+                        g,
+                        topic,
+                        "offline" if stopped or kind == "gone" else "online",
+                        start,
+                        "bench",
+                        0,
+                        now,
+                        now + interval,
+                        now,
+                        0.0,
+                    )
+                )
             t0 = time.perf_counter()
             sampler_store.record_heads(heads, now)
             t1 = time.perf_counter()
@@ -185,9 +210,20 @@ def main() -> int:
                 head_rows, commit_rows, at_cap = sampler_store._conn.execute(
                     "SELECT (SELECT count(*) FROM partition_offsets), (SELECT count(*) FROM consumer_commits),"
                     " (SELECT count(*) FROM (SELECT 1 FROM partition_offsets GROUP BY topic, partition"
-                    "  HAVING count(*) >= ?))", (cfg.monitoring.max_entries_per_partition,)).fetchone()
-                rows.append((t_rel, db_bytes, wal_bytes, head_rows, commit_rows, max(peak, db_bytes + wal_bytes),
-                             at_cap))
+                    "  HAVING count(*) >= ?))",
+                    (cfg.monitoring.max_entries_per_partition,),
+                ).fetchone()
+                rows.append(
+                    (
+                        t_rel,
+                        db_bytes,
+                        wal_bytes,
+                        head_rows,
+                        commit_rows,
+                        max(peak, db_bytes + wal_bytes),
+                        at_cap,
+                    )
+                )
                 peak = 0
                 next_report += args.report_every
         wall = time.perf_counter() - wall0
@@ -198,33 +234,66 @@ def main() -> int:
     partitions = len(heads)
     out = []
     for t_rel, db_bytes, wal_bytes, head_rows, commit_rows, window_peak, at_cap in rows:
-        out.append((f"day {t_rel / DAY:.1f}", common.mb(db_bytes), common.mb(wal_bytes), common.mb(window_peak),
-                    f"{head_rows:,}", f"{head_rows / partitions:.0f}", f"{at_cap:,}", f"{commit_rows:,}",
-                    f"{(db_bytes + wal_bytes) / partitions:,.0f}"))
-    print(table(["simulated time", "db MB", "wal MB", "db + wal peak since last line, MB", "head rows",
-                 "per partition", f"partitions at {cfg.monitoring.max_entries_per_partition} rows", "commit rows",
-                 "bytes per partition (db + wal)"], out,
-                title=f"A simulated week: {partitions:,} partitions, {GROUPS} groups x {PARTITIONS} partitions, "
-                      f"a sample every {sample_every:g} s, housekeeping every {housekeep_every:g} s"))
+        out.append(
+            (
+                f"day {t_rel / DAY:.1f}",
+                common.mb(db_bytes),
+                common.mb(wal_bytes),
+                common.mb(window_peak),
+                f"{head_rows:,}",
+                f"{head_rows / partitions:.0f}",
+                f"{at_cap:,}",
+                f"{commit_rows:,}",
+                f"{(db_bytes + wal_bytes) / partitions:,.0f}",
+            )
+        )
+    print(
+        table(
+            [
+                "simulated time",
+                "db MB",
+                "wal MB",
+                "db + wal peak since last line, MB",
+                "head rows",
+                "per partition",
+                f"partitions at {cfg.monitoring.max_entries_per_partition} rows",
+                "commit rows",
+                "bytes per partition (db + wal)",
+            ],
+            out,
+            title=f"A simulated week: {partitions:,} partitions, {GROUPS} groups x {PARTITIONS} partitions, "
+            f"a sample every {sample_every:g} s, housekeeping every {housekeep_every:g} s",
+        )
+    )
     after_day = [r for r in rows if r[0] >= DAY]
     if after_day:
         base = after_day[0][1] + after_day[0][2]
         peak = max(r[5] for r in after_day[1:] or after_day)
         last = after_day[-1][1] + after_day[-1][2]
         growth = (last - base) / base * 100.0
-        print(f"\nafter day 1: db + wal from {common.mb(base)} MB to {common.mb(last)} MB ({growth:+.1f}%), "
-              f"peak {common.mb(peak)} MB. target: flat after the first day (within 10%): "
-              f"{verdict(abs(growth) <= 10.0 and peak <= base * 1.1)}")
-        idle = sum(1 for i in range(TOPICS) if all(rate_per_minute(i, t) == 0 for t in (0.0, 3600.0, 7 * 3600.0)))
-        bound = (partitions - idle * PARTITIONS) * cfg.monitoring.max_entries_per_partition + idle * PARTITIONS
-        print(f"head rows at the end: {rows[-1][3]:,} of a bound of {bound:,} (max_entries_per_partition x "
-              f"the {partitions - idle * PARTITIONS:,} partitions that move, 1 row for each idle one)")
-    print(f"{len(sample_s):,} samples (median {fmt(median(sample_s) * 1000, 1)} ms of Store writes each), "
-          f"{len(keep_s)} housekeeper passes (median {fmt(median(keep_s), 2)} s, max {fmt(max(keep_s), 2)} s); "
-          f"{wall:.0f} s in all; record_heads median {fmt(median(x[0] for x in split) * 1000, 1)} ms, "
-          f"record_commits median {fmt(median(x[1] for x in split) * 1000, 1)} ms; "
-          f"{common.mb(written / len(sample_s))} MB passed to write() per sample (WAL and checkpoints, "
-          f"housekeeping included)")
+        print(
+            f"\nafter day 1: db + wal from {common.mb(base)} MB to {common.mb(last)} MB ({growth:+.1f}%), "
+            f"peak {common.mb(peak)} MB. target: flat after the first day (within 10%): "
+            f"{verdict(abs(growth) <= 10.0 and peak <= base * 1.1)}"
+        )
+        idle = sum(
+            1 for i in range(TOPICS) if all(rate_per_minute(i, t) == 0 for t in (0.0, 3600.0, 7 * 3600.0))
+        )
+        bound = (
+            partitions - idle * PARTITIONS
+        ) * cfg.monitoring.max_entries_per_partition + idle * PARTITIONS
+        print(
+            f"head rows at the end: {rows[-1][3]:,} of a bound of {bound:,} (max_entries_per_partition x "
+            f"the {partitions - idle * PARTITIONS:,} partitions that move, 1 row for each idle one)"
+        )
+    print(
+        f"{len(sample_s):,} samples (median {fmt(median(sample_s) * 1000, 1)} ms of Store writes each), "
+        f"{len(keep_s)} housekeeper passes (median {fmt(median(keep_s), 2)} s, max {fmt(max(keep_s), 2)} s); "
+        f"{wall:.0f} s in all; record_heads median {fmt(median(x[0] for x in split) * 1000, 1)} ms, "
+        f"record_commits median {fmt(median(x[1] for x in split) * 1000, 1)} ms; "
+        f"{common.mb(written / len(sample_s))} MB passed to write() per sample (WAL and checkpoints, "
+        f"housekeeping included)"
+    )
     return 0
 
 

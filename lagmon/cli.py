@@ -4,11 +4,12 @@ main() is thin: parse the arguments, dispatch through COMMANDS, return the exit 
 Exit codes: 0 success, 1 stale data (status), 2 usage or configuration error,
 3 database error. `python -m lagmon --config PATH` is `lagmon run --config PATH`.
 """
+
 from __future__ import annotations
 
 import argparse
 import sys
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import yaml
 
@@ -69,7 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
         for name in COMMANDS
     }
     subparsers["run"].add_argument(
-        "--run-dir", metavar="DIR", default=None,
+        "--run-dir",
+        metavar="DIR",
+        default=None,
         help="where supervisord keeps its socket, pid file and logs (default: lagmon-run/ beside the database)",
     )
     return parser
@@ -79,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-    except SystemExit as exc:          # usage error (2), --help / --version (0)
+    except SystemExit as exc:  # usage error (2), --help / --version (0)
         return exc.code if isinstance(exc.code, int) else EXIT_CONFIG
     if args.command is None:
         parser.print_usage(sys.stderr)

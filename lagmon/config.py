@@ -9,6 +9,7 @@ Every problem is collected and reported together, one per line, as
 printed. Loading a configuration never connects to anything; it only looks at
 the file system (directories of the output paths, the CA file).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -16,8 +17,9 @@ import difflib
 import math
 import os
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import yaml
 
@@ -29,9 +31,12 @@ TLS_PROTOCOLS = ("SSL", "SASL_SSL")
 SASL_PROTOCOLS = ("SASL_PLAINTEXT", "SASL_SSL")
 # librdkafka properties that duplicate a first-class kafka.* key (the passthrough wins).
 LIBRDKAFKA_DUPLICATES = {
-    "bootstrap.servers": "bootstrap_servers", "security.protocol": "security_protocol",
-    "sasl.mechanism": "sasl_mechanism", "sasl.mechanisms": "sasl_mechanism",
-    "sasl.username": "sasl_username", "sasl.password": "sasl_password",
+    "bootstrap.servers": "bootstrap_servers",
+    "security.protocol": "security_protocol",
+    "sasl.mechanism": "sasl_mechanism",
+    "sasl.mechanisms": "sasl_mechanism",
+    "sasl.username": "sasl_username",
+    "sasl.password": "sasl_password",
     "ssl.ca.location": "ssl_ca_location",
 }
 
@@ -118,8 +123,15 @@ def _show(value: Any) -> str:
 
 
 def _kind(value: Any) -> str:
-    names = {bool: "a boolean", int: "an integer", float: "a float", str: "a string",
-             list: "a list", dict: "a mapping", type(None): "null"}
+    names = {
+        bool: "a boolean",
+        int: "an integer",
+        float: "a float",
+        str: "a string",
+        list: "a list",
+        dict: "a mapping",
+        type(None): "null",
+    }
     return names.get(type(value), type(value).__name__)
 
 
@@ -162,6 +174,7 @@ def count_at_least(minimum: int) -> Callable[[Any], int]:
         if value < minimum:
             raise Invalid(f"must be >= {minimum}", value)
         return value
+
     convert.__name__ = f"count_at_least_{minimum}"
     return convert
 
@@ -172,6 +185,7 @@ def one_of(options: tuple[str, ...]) -> Callable[[Any], str]:
         if text not in options:
             raise Invalid(f"must be one of {', '.join(options)}", value)
         return text
+
     return convert
 
 
@@ -236,8 +250,9 @@ def librdkafka_properties(value: Any) -> dict[str, str]:
 def is_secret(name: str) -> bool:
     """True for keys whose value must never be shown (sasl_password, librdkafka *password*/*secret*)."""
     lowered = name.lower()
-    return ("password" in lowered or "secret" in lowered
-            or lowered in ("ssl.key.pem", "sasl.oauthbearer.config"))
+    return (
+        "password" in lowered or "secret" in lowered or lowered in ("ssl.key.pem", "sasl.oauthbearer.config")
+    )
 
 
 _REFERENCE = re.compile(r"\$(?:(\$)|\{([^}]*)\}|(\{))")
@@ -246,6 +261,7 @@ _VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 def expand(text: str, environ: Mapping[str, str] = os.environ) -> str:
     """Replace every ${VAR} with the environment's value; "$$" is a literal "$"."""
+
     def replace(match: re.Match) -> str:
         if match.group(1):
             return "$"
@@ -257,6 +273,7 @@ def expand(text: str, environ: Mapping[str, str] = os.environ) -> str:
         if name not in environ:
             raise Invalid(f"environment variable {name!r} is not set")
         return environ[name]
+
     return _REFERENCE.sub(replace, text)
 
 
@@ -272,28 +289,34 @@ def _expand_all(value: Any) -> Any:
 
 # section name -> (dataclass, {key: converter}); the keys are exactly the dataclass fields.
 SCHEMA: dict[str, tuple[type, dict[str, Callable[[Any], Any]]]] = {
-    "kafka": (KafkaSettings, {
-        "bootstrap_servers": bootstrap_servers,
-        "security_protocol": one_of(PROTOCOLS),
-        "sasl_mechanism": optional(one_of(MECHANISMS)),
-        "sasl_username": optional(_string),
-        "sasl_password": optional(_string),
-        "ssl_ca_location": optional(_string),
-        "request_timeout_seconds": positive_seconds,
-        "librdkafka": librdkafka_properties,
-    }),
-    "monitoring": (MonitoringSettings, {
-        "sample_interval_seconds": positive_seconds,
-        "offline_sample_interval_seconds": positive_seconds,
-        "report_interval_seconds": positive_seconds,
-        "housekeeping_interval_seconds": positive_seconds,
-        "max_entries_per_partition": count_at_least(2),
-        "max_commit_entries_per_partition": count_at_least(2),
-        "offline_detection_consecutive_samples": count_at_least(1),
-        "recovering_minimum_duration_seconds": nonnegative_seconds,
-        "online_lag_threshold_seconds": nonnegative_seconds,
-        "absent_group_retention_seconds": positive_seconds,
-    }),
+    "kafka": (
+        KafkaSettings,
+        {
+            "bootstrap_servers": bootstrap_servers,
+            "security_protocol": one_of(PROTOCOLS),
+            "sasl_mechanism": optional(one_of(MECHANISMS)),
+            "sasl_username": optional(_string),
+            "sasl_password": optional(_string),
+            "ssl_ca_location": optional(_string),
+            "request_timeout_seconds": positive_seconds,
+            "librdkafka": librdkafka_properties,
+        },
+    ),
+    "monitoring": (
+        MonitoringSettings,
+        {
+            "sample_interval_seconds": positive_seconds,
+            "offline_sample_interval_seconds": positive_seconds,
+            "report_interval_seconds": positive_seconds,
+            "housekeeping_interval_seconds": positive_seconds,
+            "max_entries_per_partition": count_at_least(2),
+            "max_commit_entries_per_partition": count_at_least(2),
+            "offline_detection_consecutive_samples": count_at_least(1),
+            "recovering_minimum_duration_seconds": nonnegative_seconds,
+            "online_lag_threshold_seconds": nonnegative_seconds,
+            "absent_group_retention_seconds": positive_seconds,
+        },
+    ),
     "database": (DatabaseSettings, {"path": file_in_existing_directory}),
     "output": (OutputSettings, {"json_path": file_in_existing_directory}),
     "exclude": (ExcludeSettings, {"topics": patterns, "groups": patterns}),
@@ -313,7 +336,8 @@ class _Loader(yaml.SafeLoader):
             if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
                 if key_node.value in seen:
                     raise yaml.constructor.ConstructorError(
-                        None, None, f"duplicate key {key_node.value!r}", key_node.start_mark)
+                        None, None, f"duplicate key {key_node.value!r}", key_node.start_mark
+                    )
                 seen.add(key_node.value)
         return super().construct_mapping(node, deep)
 
@@ -331,8 +355,12 @@ def _read_yaml(text: str, source: str) -> dict:
     if data is None:
         raise ConfigError([f"config error: {source}: file is empty (expected sections: {', '.join(SCHEMA)})"])
     if not isinstance(data, dict):
-        raise ConfigError([f"config error: {source}: top level must be a mapping of sections "
-                           f"({', '.join(SCHEMA)}), not {_kind(data)}"])
+        raise ConfigError(
+            [
+                f"config error: {source}: top level must be a mapping of sections "
+                f"({', '.join(SCHEMA)}), not {_kind(data)}"
+            ]
+        )
     return data
 
 
@@ -343,7 +371,7 @@ def load(path: str) -> Config:
             text = handle.read()
     except FileNotFoundError:
         raise ConfigError([f"config error: {path}: file not found"]) from None
-    except OSError as exc:              # a directory, permission denied, ...
+    except OSError as exc:  # a directory, permission denied, ...
         raise ConfigError([f"config error: {path}: cannot read: {exc.strerror or exc}"]) from None
     except UnicodeDecodeError as exc:
         raise ConfigError([f"config error: {path}: not UTF-8 text (byte {exc.start})"]) from None
@@ -373,7 +401,7 @@ def parse(text: str, source: str = "<config>") -> Config:
 
 # --------------------------------------------------------------------------- validate
 
-_FAILED = object()   # the key's own value was invalid (already reported): skip cross-key rules
+_FAILED = object()  # the key's own value was invalid (already reported): skip cross-key rules
 
 
 def _line(where: str, rule: str, value: Any = _NO_VALUE, secret: bool = False) -> str:
@@ -432,8 +460,13 @@ def _section(name: str, raw: Any, errors: list[str]) -> dict[str, Any] | None:
 def _check_intervals(m: dict[str, Any], errors: list[str]) -> None:
     sample, offline = m["sample_interval_seconds"], m["offline_sample_interval_seconds"]
     if sample is not _FAILED and offline is not _FAILED and offline < sample:
-        errors.append(_line("monitoring.offline_sample_interval_seconds",
-                            f"must be >= monitoring.sample_interval_seconds ({sample})", offline))
+        errors.append(
+            _line(
+                "monitoring.offline_sample_interval_seconds",
+                f"must be >= monitoring.sample_interval_seconds ({sample})",
+                offline,
+            )
+        )
 
 
 def _check_security(k: dict[str, Any], errors: list[str], warnings: list[str]) -> None:
@@ -444,12 +477,19 @@ def _check_security(k: dict[str, Any], errors: list[str], warnings: list[str]) -
     credentials = ("sasl_username", "sasl_password")
     given = [key for key in credentials if k[key] not in (None, "", _FAILED)]
     if protocol in SASL_PROTOCOLS and mechanism is None:
-        errors.append(_line("kafka.sasl_mechanism", f"is required when security_protocol is {protocol} "
-                            f"(one of {', '.join(MECHANISMS)})", None))
+        errors.append(
+            _line(
+                "kafka.sasl_mechanism",
+                f"is required when security_protocol is {protocol} (one of {', '.join(MECHANISMS)})",
+                None,
+            )
+        )
     elif protocol in SASL_PROTOCOLS and mechanism in USER_PASSWORD_MECHANISMS:
         for key in credentials:
             if k[key] in (None, ""):
-                errors.append(_line(f"kafka.{key}", f"is required when sasl_mechanism is {mechanism}", k[key]))
+                errors.append(
+                    _line(f"kafka.{key}", f"is required when sasl_mechanism is {mechanism}", k[key])
+                )
     elif protocol in SASL_PROTOCOLS and mechanism is not _FAILED and given:
         warnings.append(f"{_names(given)} set but not used by sasl_mechanism {mechanism}; ignored")
     elif protocol not in SASL_PROTOCOLS:
@@ -487,8 +527,10 @@ def _check_relative_paths(values: dict[str, Any], warnings: list[str]) -> None:
     for section, key in (("database", "path"), ("output", "json_path")):
         path = (values[section] or {}).get(key, _FAILED)
         if isinstance(path, str) and not os.path.isabs(path):
-            warnings.append(f"{section}.{key} {path!r} is relative: each lagmon process resolves it "
-                            "against its own working directory")
+            warnings.append(
+                f"{section}.{key} {path!r} is relative: each lagmon process resolves it "
+                "against its own working directory"
+            )
 
 
 def _names(keys: list[str]) -> str:

@@ -39,8 +39,11 @@ def run(config_path: str, *, debug: bool = False, run_dir: str | None = None) ->
     run_dir = os.path.abspath(run_dir or os.path.join(db_dir, "lagmon-run"))
     socket = os.path.join(run_dir, "supervisor.sock")
     if len(socket.encode()) > MAX_SOCKET_PATH:
-        print(f"run error: --run-dir: the socket path {socket} is longer than {MAX_SOCKET_PATH} bytes; "
-              "choose a shorter directory", file=sys.stderr)
+        print(
+            f"run error: --run-dir: the socket path {socket} is longer than {MAX_SOCKET_PATH} bytes; "
+            "choose a shorter directory",
+            file=sys.stderr,
+        )
         return 2
     log_dir = os.path.join(run_dir, "logs")
     os.makedirs(log_dir, exist_ok=True)
@@ -71,7 +74,7 @@ def _age(now: float, ts: float | None) -> str:
 
 def _table(rows: list[list[str]]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)).rstrip() for r in rows)
 
 
 def status(config_path: str) -> int:
@@ -82,7 +85,9 @@ def status(config_path: str) -> int:
     if cfg is None:
         return 2
     if not os.path.exists(cfg.database.path):
-        print(f"database error: {cfg.database.path}: does not exist (has the sampler run yet?)", file=sys.stderr)
+        print(
+            f"database error: {cfg.database.path}: does not exist (has the sampler run yet?)", file=sys.stderr
+        )
         return 3
     try:
         store = Store(cfg.database.path, create=False)
@@ -100,8 +105,16 @@ def status(config_path: str) -> int:
     for r in rows:
         st = statuses.get((r.group_id, r.topic))
         lag = report.lag_display(r.lag_seconds) + (" (at least)" if r.lag_lower_bound else "")
-        table.append([r.group_id, r.topic, r.status, lag, r.data_resolution,
-                      _age(now, st.last_sampled if st else None)])
+        table.append(
+            [
+                r.group_id,
+                r.topic,
+                r.status,
+                lag,
+                r.data_resolution,
+                _age(now, st.last_sampled if st else None),
+            ]
+        )
     print(_table(table) if len(table) > 1 else "no consumer groups sampled yet")
     print()
     srows = [["STAGE", "PID", "LAST SUCCESS", "HEARTBEAT", "LAST ERROR"]]

@@ -26,7 +26,8 @@ import logging
 import os
 import re
 import time
-from typing import TYPE_CHECKING, Any, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import (
     TIMESTAMP_NOT_AVAILABLE,
@@ -42,7 +43,7 @@ from confluent_kafka.admin import AdminClient, OffsetSpec
 if TYPE_CHECKING:
     from lagmon.config import KafkaSettings
 
-__all__ = ["KafkaUnavailable", "KafkaClient", "client_properties", "ANCHOR_GROUP_ID"]
+__all__ = ["ANCHOR_GROUP_ID", "KafkaClient", "KafkaUnavailable", "client_properties"]
 
 KINDS = ("unreachable", "auth", "timeout", "error")
 # The message_time consumer needs a group.id (confluent-kafka refuses a Consumer without one)
@@ -50,12 +51,16 @@ KINDS = ("unreachable", "auth", "timeout", "error")
 ANCHOR_GROUP_ID = "lagmon-anchor-reader"
 MASK = "********"
 GRACE_SECONDS = 1.0  # our wait beyond librdkafka's own request timeout
-POLL_SLICE = 0.05    # how often the admin client is polled while futures are pending
+POLL_SLICE = 0.05  # how often the admin client is polled while futures are pending
 
 _AUTH_CODES = {KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED, KafkaError._SSL}
 _CONNECT_CODES = {KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._RESOLVE}
-_NOT_CONNECTED = _CONNECT_CODES | {KafkaError._TIMED_OUT, KafkaError._TIMED_OUT_QUEUE,
-                                   KafkaError._WAIT_COORD, KafkaError.REQUEST_TIMED_OUT}
+_NOT_CONNECTED = _CONNECT_CODES | {
+    KafkaError._TIMED_OUT,
+    KafkaError._TIMED_OUT_QUEUE,
+    KafkaError._WAIT_COORD,
+    KafkaError.REQUEST_TIMED_OUT,
+}
 
 
 class KafkaUnavailable(Exception):
@@ -84,8 +89,7 @@ def client_properties(k: KafkaSettings) -> dict[str, str]:
 
 
 def _secrets(props: dict[str, str]) -> list[str]:
-    found = [v for key, v in props.items()
-             if v and ("password" in key.lower() or "secret" in key.lower())]
+    found = [v for key, v in props.items() if v and ("password" in key.lower() or "secret" in key.lower())]
     return sorted(set(found), key=len, reverse=True)
 
 
@@ -114,19 +118,23 @@ class KafkaClient:
         self._props = client_properties(k)
         secrets = _secrets(self._props)
         # Mask secrets where they stand as a token, so a short password cannot garble a word.
-        self._secret_re = re.compile("|".join(
-            rf"(?<![A-Za-z0-9]){re.escape(x)}(?![A-Za-z0-9])" for x in secrets)) if secrets else None
+        self._secret_re = (
+            re.compile("|".join(rf"(?<![A-Za-z0-9]){re.escape(x)}(?![A-Za-z0-9])" for x in secrets))
+            if secrets
+            else None
+        )
         self._bootstrap = k.bootstrap_servers
         self._rdlog = _LibrdkafkaLog(self.log.getChild("librdkafka"))
-        self._auth_error: KafkaError | None = None     # cleared by any successful answer
+        self._auth_error: KafkaError | None = None  # cleared by any successful answer
         self._connect_error: KafkaError | None = None  # idem
         self._fatal_error: KafkaError | None = None
         self._consumer: Consumer | None = None
         try:
             self._admin: AdminClient | None = AdminClient(self._config())
         except (KafkaException, ValueError, TypeError) as exc:
-            raise KafkaUnavailable(self._scrub(f"kafka client for {self._bootstrap} could not be "
-                                               f"created: {exc}"), kind="error") from None
+            raise KafkaUnavailable(
+                self._scrub(f"kafka client for {self._bootstrap} could not be created: {exc}"), kind="error"
+            ) from None
 
     # ------------------------------------------------------------------ public API
 
@@ -173,7 +181,9 @@ class KafkaClient:
         self._answered()
         return {g.group_id for g in result.valid}, not result.errors
 
-    def committed(self, groups: Iterable[str]) -> tuple[dict[str, dict[tuple[str, int], int]], dict[str, str]]:
+    def committed(
+        self, groups: Iterable[str]
+    ) -> tuple[dict[str, dict[tuple[str, int], int]], dict[str, str]]:
         """Committed offsets of every group, all requests in flight at once.
 
         Returns ({group: {(topic, partition): offset}}, {group: error text}). Partitions
@@ -187,8 +197,8 @@ class KafkaClient:
         for group in wanted:  # list_consumer_group_offsets takes ONE group per call
             self.requests += 1
             futures[group] = admin.list_consumer_group_offsets(
-                [ConsumerGroupTopicPartitions(group)], request_timeout=self.timeout,
-                require_stable=False)[group]
+                [ConsumerGroupTopicPartitions(group)], request_timeout=self.timeout, require_stable=False
+            )[group]
         results = self._wait(futures, f"fetching committed offsets of {len(wanted)} group(s)")
         offsets: dict[str, dict[tuple[str, int], int]] = {}
         errors: dict[str, str] = {}
@@ -198,8 +208,11 @@ class KafkaClient:
                 failures.append(result)
                 errors[group] = self._scrub(_describe(result))
                 continue
-            offsets[group] = {(tp.topic, tp.partition): tp.offset for tp in result.topic_partitions
-                              if tp.error is None and tp.offset >= 0}
+            offsets[group] = {
+                (tp.topic, tp.partition): tp.offset
+                for tp in result.topic_partitions
+                if tp.error is None and tp.offset >= 0
+            }
         if any(_code(f) in _NOT_CONNECTED for f in failures):
             self._renew_admin(f"{len(failures)} committed-offsets request(s) got no answer")
         if not offsets and _all_unconnected(failures):
@@ -224,8 +237,9 @@ class KafkaClient:
         key = (str(topic), int(partition), int(offset))
         return self.message_times([key]).get(key)
 
-    def message_times(self, wanted: Iterable[tuple[str, int, int]], *,
-                      budget: float | None = None) -> dict[tuple[str, int, int], tuple[int, float] | None]:
+    def message_times(
+        self, wanted: Iterable[tuple[str, int, int]], *, budget: float | None = None
+    ) -> dict[tuple[str, int, int], tuple[int, float] | None]:
         """message_time for many (topic, partition, offset) at once: one batched look-up of the
         log bounds, then every partition assigned together, so the fetches go out per broker in
         parallel. A partition asked for several offsets takes one round per offset. Keys not
@@ -297,22 +311,26 @@ class KafkaClient:
     def _anchor_consumer(self) -> Consumer:
         if self._consumer is None:
             config = self._config()
-            config.update({
-                "group.id": ANCHOR_GROUP_ID,
-                "enable.auto.commit": False,
-                "enable.auto.offset.store": False,
-                "enable.partition.eof": True,
-                "auto.offset.reset": "earliest",
-                "isolation.level": "read_uncommitted",
-                "fetch.wait.max.ms": 10,  # short: a pending long-poll fetch delays the next assign()
-                "max.partition.fetch.bytes": 4096,  # one message is wanted; a bigger one still comes
-                "queued.max.messages.kbytes": 1024,
-            })
+            config.update(
+                {
+                    "group.id": ANCHOR_GROUP_ID,
+                    "enable.auto.commit": False,
+                    "enable.auto.offset.store": False,
+                    "enable.partition.eof": True,
+                    "auto.offset.reset": "earliest",
+                    "isolation.level": "read_uncommitted",
+                    "fetch.wait.max.ms": 10,  # short: a pending long-poll fetch delays the next assign()
+                    "max.partition.fetch.bytes": 4096,  # one message is wanted; a bigger one still comes
+                    "queued.max.messages.kbytes": 1024,
+                }
+            )
             try:
                 self._consumer = Consumer(config)
             except (KafkaException, ValueError, TypeError) as exc:
-                raise KafkaUnavailable(self._scrub(f"kafka consumer for {self._bootstrap} could not be "
-                                                   f"created: {exc}"), kind="error") from None
+                raise KafkaUnavailable(
+                    self._scrub(f"kafka consumer for {self._bootstrap} could not be created: {exc}"),
+                    kind="error",
+                ) from None
         return self._consumer
 
     def _on_error(self, err: KafkaError) -> None:
@@ -354,8 +372,13 @@ class KafkaClient:
         if self._auth_error is not None:
             raise self._auth_failure(what)
         if self._fatal_error is not None:
-            raise KafkaUnavailable(self._scrub(f"kafka client for {self._bootstrap} failed fatally "
-                                               f"while {what}: {self._fatal_error.str()}"), kind="error")
+            raise KafkaUnavailable(
+                self._scrub(
+                    f"kafka client for {self._bootstrap} failed fatally "
+                    f"while {what}: {self._fatal_error.str()}"
+                ),
+                kind="error",
+            )
 
     def _wait(self, futures: dict[Any, concurrent.futures.Future], what: str) -> dict[Any, Any]:
         """Wait for all futures while polling; key -> result or exception."""
@@ -376,8 +399,9 @@ class KafkaClient:
         self.requests += 1
         request = {TopicPartition(t, p): spec for t, p in keys}
         try:
-            futures = admin.list_offsets(request, isolation_level=IsolationLevel.READ_UNCOMMITTED,
-                                         request_timeout=self.timeout)
+            futures = admin.list_offsets(
+                request, isolation_level=IsolationLevel.READ_UNCOMMITTED, request_timeout=self.timeout
+            )
         except KafkaException as exc:
             raise self._unavailable(what, exc) from None
         return {(tp.topic, tp.partition): f for tp, f in futures.items()}
@@ -412,8 +436,10 @@ class KafkaClient:
                     if err.code() == KafkaError._PARTITION_EOF:
                         found[key] = None  # only control records (transaction markers) were left
                     elif err.code() not in _NOT_CONNECTED:
-                        raise KafkaUnavailable(self._scrub(f"kafka at {self._bootstrap}: {what} failed: "
-                                                           f"{err.str()}"), kind="error")
+                        raise KafkaUnavailable(
+                            self._scrub(f"kafka at {self._bootstrap}: {what} failed: {err.str()}"),
+                            kind="error",
+                        )
                     continue
                 if msg.offset() < starts[key][0]:
                     continue
@@ -429,9 +455,13 @@ class KafkaClient:
         k = self.settings
         user = f", user {k.sasl_username!r}" if k.sasl_username else ""
         cause = _untimed(self._auth_error.str()) if self._auth_error is not None else "rejected"
-        return KafkaUnavailable(self._scrub(
-            f"kafka authentication failed at {self._bootstrap} (security.protocol {k.security_protocol}, "
-            f"sasl.mechanism {k.sasl_mechanism or 'none'}{user}) while {what}: {cause}"), kind="auth")
+        return KafkaUnavailable(
+            self._scrub(
+                f"kafka authentication failed at {self._bootstrap} (security.protocol {k.security_protocol}, "
+                f"sasl.mechanism {k.sasl_mechanism or 'none'}{user}) while {what}: {cause}"
+            ),
+            kind="auth",
+        )
 
     def _unavailable(self, what: str, exc: BaseException | None) -> KafkaUnavailable:
         """Classify a failure (after the timeout, or an error the broker returned)."""
@@ -441,17 +471,31 @@ class KafkaClient:
         protocol = self.settings.security_protocol
         if self._connect_error is not None or code in _CONNECT_CODES:
             cause = self._connect_error.str() if self._connect_error is not None else _describe(exc)
-            if (self._connect_error is None or self._connect_error.code() == KafkaError._ALL_BROKERS_DOWN) \
-                    and self._rdlog.last_failure:
+            if (
+                self._connect_error is None or self._connect_error.code() == KafkaError._ALL_BROKERS_DOWN
+            ) and self._rdlog.last_failure:
                 cause = f"{cause}; {self._rdlog.last_failure}"
             cause = _untimed(cause)
-            kind, text = "unreachable", (f"kafka unreachable at {self._bootstrap} ({protocol}): no answer "
-                                         f"within {self.timeout:g} s while {what}; last error: {cause}")
+            kind, text = (
+                "unreachable",
+                (
+                    f"kafka unreachable at {self._bootstrap} ({protocol}): no answer "
+                    f"within {self.timeout:g} s while {what}; last error: {cause}"
+                ),
+            )
         elif exc is None or code in _NOT_CONNECTED:
-            kind, text = "timeout", (f"kafka at {self._bootstrap} ({protocol}) did not answer within "
-                                     f"{self.timeout:g} s while {what}")
+            kind, text = (
+                "timeout",
+                (
+                    f"kafka at {self._bootstrap} ({protocol}) did not answer within "
+                    f"{self.timeout:g} s while {what}"
+                ),
+            )
         else:
-            kind, text = "error", f"kafka at {self._bootstrap} ({protocol}) failed while {what}: {_describe(exc)}"
+            kind, text = (
+                "error",
+                f"kafka at {self._bootstrap} ({protocol}) failed while {what}: {_describe(exc)}",
+            )
         return KafkaUnavailable(self._scrub(text), kind=kind)
 
     def _scrub(self, text: str) -> str:
@@ -485,6 +529,7 @@ def _untimed(text: str) -> str:
 
 
 # ---------------------------------------------------------------------- crash isolation
+
 
 def _committed_worker(settings: KafkaSettings, conn) -> None:
     """Child process: answers committed() requests from the sampler over a pipe, until the
@@ -530,8 +575,9 @@ class IsolatedKafkaClient(KafkaClient):
 
         ctx = multiprocessing.get_context("spawn")
         parent, child = ctx.Pipe()
-        self._worker = ctx.Process(target=_committed_worker, args=(self.settings, child),
-                                   name="lagmon-offsets", daemon=True)
+        self._worker = ctx.Process(
+            target=_committed_worker, args=(self.settings, child), name="lagmon-offsets", daemon=True
+        )
         self._worker.start()
         child.close()
         self._conn = parent
@@ -553,7 +599,9 @@ class IsolatedKafkaClient(KafkaClient):
             worker.join(2)
         return worker.exitcode
 
-    def committed(self, groups: Iterable[str]) -> tuple[dict[str, dict[tuple[str, int], int]], dict[str, str]]:
+    def committed(
+        self, groups: Iterable[str]
+    ) -> tuple[dict[str, dict[tuple[str, int], int]], dict[str, str]]:
         wanted = list(dict.fromkeys(groups))
         if not wanted:
             return {}, {}
@@ -571,12 +619,16 @@ class IsolatedKafkaClient(KafkaClient):
             code = self._stop_worker()
             how = f"signal {-code}" if code is not None and code < 0 else f"exit {code}"
             if code == -15:
-                raise KafkaUnavailable(f"kafka at {self._bootstrap}: {what}: interrupted (the client "
-                                       "process was stopped by SIGTERM)", kind="error") from None
+                raise KafkaUnavailable(
+                    f"kafka at {self._bootstrap}: {what}: interrupted (the client "
+                    "process was stopped by SIGTERM)",
+                    kind="error",
+                ) from None
             raise KafkaUnavailable(
                 f"kafka at {self._bootstrap}: {what}: the client process crashed ({how}); a known "
                 "librdkafka crash when a group coordinator moves (librdkafka#5040); retrying",
-                kind="error") from None
+                kind="error",
+            ) from None
         self.requests += answer[-1]
         if answer[0] == "ok":
             return answer[1], answer[2]

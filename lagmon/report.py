@@ -28,8 +28,9 @@ import math
 import os
 import tempfile
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import orjson
 
@@ -92,7 +93,7 @@ def coerce_lag(value: Any) -> int:
         return 0
     if f >= MAX_LAG_SECONDS:
         return MAX_LAG_SECONDS
-    return int(round(f))
+    return round(f)
 
 
 @dataclass(frozen=True)
@@ -139,9 +140,7 @@ def _consumer(row: ConsumerRow, generated_at: float) -> dict:
     }
 
 
-def build_report(
-    rows: Iterable[ConsumerRow], *, generated_at: float, monitor: dict | None = None
-) -> dict:
+def build_report(rows: Iterable[ConsumerRow], *, generated_at: float, monitor: dict | None = None) -> dict:
     """The report dict: generated_at, consumers (sorted), and monitor if given.
 
     A row whose calculated_at is missing or not finite gets generated_at.
@@ -231,9 +230,7 @@ def write_atomic(path: str, data: bytes, mode: int = 0o644) -> None:
     any error; the original file is then left untouched."""
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(
-        dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp"
-    )
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
     try:
         try:
             view = memoryview(data)

@@ -39,7 +39,8 @@ import signal
 import sys
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -85,9 +86,7 @@ def setup_logging(stage: str, debug: bool) -> logging.Logger:
 
 
 def parse_args(stage: str, argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog=f"lagmon-{stage}", description=f"Run the lagmon {stage} stage."
-    )
+    p = argparse.ArgumentParser(prog=f"lagmon-{stage}", description=f"Run the lagmon {stage} stage.")
     p.add_argument("--config", required=True, metavar="PATH", help="YAML config file")
     p.add_argument("--debug", action="store_true", help="log at DEBUG level")
     p.add_argument("--once", action="store_true", help="run one step and exit (0 ok, 1 failed)")
@@ -175,10 +174,15 @@ class _Heartbeat:
     def __call__(self, at: float, success: bool, error: str | None = None) -> None:
         try:
             self.store.heartbeat(
-                self.stage, pid=self.pid, started_at=self.started_at, at=at,
-                interval=self.interval, success=success, error=error,
+                self.stage,
+                pid=self.pid,
+                started_at=self.started_at,
+                at=at,
+                interval=self.interval,
+                success=success,
+                error=error,
             )
-        except Exception as exc:  # noqa: BLE001 - the loop must go on
+        except Exception as exc:
             msg = _describe(exc)
             if msg != self.failing:
                 self.log.warning("could not record heartbeat: %s", msg)
@@ -223,7 +227,7 @@ def run_stage(
             log.error("fatal: %s (exit %d)", exc.message, exc.code)
             heartbeat(wall(), False, f"fatal: {exc.message}")
             return exc.code
-        except Exception as exc:  # noqa: BLE001 - a step must never kill the stage
+        except Exception as exc:
             failed_at = clock()
             failures += 1
             msg, key = _describe(exc), _outage_key(exc)
@@ -233,7 +237,9 @@ def run_stage(
             elif key != outage:
                 log.error(
                     "step failed: %s; retrying in %g s, backing off up to %g s",
-                    msg, wait, backoff_cap,
+                    msg,
+                    wait,
+                    backoff_cap,
                 )
             else:
                 log.debug("step failed again (%d): %s", failures, msg)
@@ -310,19 +316,23 @@ def stage_main(stage: str, make_step: MakeStep, argv: list[str] | None = None) -
         except Fatal as exc:
             log.error("fatal: %s (exit %d)", exc.message, exc.code)
             return exc.code
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             log.error("could not start the %s: %s", stage, _describe(exc))
             log.debug("traceback", exc_info=exc)
             return EXIT_FAILED
         stop.install()
         log.info(
             "started %s (pid %d, config %s, interval %g s%s)",
-            stage, os.getpid(), args.config, interval, ", once" if args.once else "",
+            stage,
+            os.getpid(),
+            args.config,
+            interval,
+            ", once" if args.once else "",
         )
         return run_stage(stage, step, interval=interval, store=store, once=args.once, stop=stop)
     finally:
         stop.restore()
         try:
             store.close()
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             log.warning("closing the database failed: %s", _describe(exc))

@@ -189,7 +189,9 @@ class Sampler:
             head_at = (t1 + self._wall()) / 2
             result.reset_partitions = self.store.record_heads(heads, head_at)
             for tp in result.reset_partitions:
-                self.log.warning("head of %s[%d] went down: topic recreated or truncated, history restarted", *tp)
+                self.log.warning(
+                    "head of %s[%d] went down: topic recreated or truncated, history restarted", *tp
+                )
             for topic in head_topics:
                 self.topic_sampled[topic] = head_at
             result.partitions = len(heads)
@@ -201,8 +203,11 @@ class Sampler:
         self.last_result = result
         self.log.debug(
             "sampled %d groups, %d partitions in %.3fs (%d transitions, %d anchors read)",
-            result.groups_sampled, result.partitions, self._wall() - started,
-            len(result.transitions), result.anchors_read,
+            result.groups_sampled,
+            result.partitions,
+            self._wall() - started,
+            len(result.transitions),
+            result.anchors_read,
         )
         return self._next_delay(now)
 
@@ -241,7 +246,8 @@ class Sampler:
         self.store.put_anchors(anchors)
         self.log.info(
             "anchored %d commits on their messages' timestamps%s",
-            len(anchors), f" ({gone} messages gone: those lags are lower bounds)" if gone else "",
+            len(anchors),
+            f" ({gone} messages gone: those lags are lower bounds)" if gone else "",
         )
         return touched
 
@@ -251,7 +257,9 @@ class Sampler:
         inputs = self.store.lag_inputs(keys)
         touched = self._read_anchors(inputs, result)
         if touched:  # only those group/topics need their inputs again, now with anchors
-            inputs = [i for i in inputs if (i.group_id, i.topic) not in touched] + self.store.lag_inputs(touched)
+            inputs = [i for i in inputs if (i.group_id, i.topic) not in touched] + self.store.lag_inputs(
+                touched
+            )
         summaries = timelag.group_summaries(inputs, keys)
         lags = {k: timelag.group_lag_at(v, now) for k, v in summaries.items()}
         moved = {(g, t) for (g, t, _p) in advanced}
@@ -265,19 +273,34 @@ class Sampler:
                 if prev is not None
                 else states.initial(now)
             )
-            new = states.step(prev_state, advanced=key in moved, lag_seconds=lag_seconds, now=now, t=self.thresholds)
+            new = states.step(
+                prev_state, advanced=key in moved, lag_seconds=lag_seconds, now=now, t=self.thresholds
+            )
             if prev is None:
                 self.log.info("now monitoring group %s on topic %s (lag %ds)", key[0], key[1], lag_seconds)
             elif states.transitioned(prev_state, new):
-                transitions.append(Transition(key[0], key[1], now, prev_state.state.value, new.state.value, new.reason))
+                transitions.append(
+                    Transition(key[0], key[1], now, prev_state.state.value, new.state.value, new.reason)
+                )
                 self.log.info(
                     "group %s topic %s: %s -> %s (%s)",
-                    key[0], key[1], prev_state.state.value, new.state.value, new.reason,
+                    key[0],
+                    key[1],
+                    prev_state.state.value,
+                    new.state.value,
+                    new.reason,
                 )
             status = GroupStatus(
-                group_id=key[0], topic=key[1], state=new.state.value, since=new.since, reason=new.reason,
-                static_samples=new.static_samples, last_sampled=now,
-                next_sample=now + self._interval(new.state.value), last_present=now, lag_seconds=lag_seconds,
+                group_id=key[0],
+                topic=key[1],
+                state=new.state.value,
+                since=new.since,
+                reason=new.reason,
+                static_samples=new.static_samples,
+                last_sampled=now,
+                next_sample=now + self._interval(new.state.value),
+                last_present=now,
+                lag_seconds=lag_seconds,
                 lag_summary=summaries.get(key),
             )
             self.statuses[key] = status
@@ -298,12 +321,21 @@ class Sampler:
             if key[0] not in confirmed or status.state == states.State.OFFLINE.value:
                 continue
             reason = "group no longer listed by the cluster"
-            transitions.append(Transition(key[0], key[1], now, status.state, states.State.OFFLINE.value, reason))
+            transitions.append(
+                Transition(key[0], key[1], now, status.state, states.State.OFFLINE.value, reason)
+            )
             status = GroupStatus(
-                group_id=key[0], topic=key[1], state=states.State.OFFLINE.value, since=now, reason=reason,
-                static_samples=0, last_sampled=status.last_sampled,
+                group_id=key[0],
+                topic=key[1],
+                state=states.State.OFFLINE.value,
+                since=now,
+                reason=reason,
+                static_samples=0,
+                last_sampled=status.last_sampled,
                 next_sample=now + self.mon.offline_sample_interval_seconds,
-                last_present=status.last_present, lag_seconds=status.lag_seconds, lag_summary=status.lag_summary,
+                last_present=status.last_present,
+                lag_seconds=status.lag_seconds,
+                lag_summary=status.lag_summary,
             )
             self.statuses[key] = status
             rows.append(status)
@@ -325,8 +357,11 @@ class Sampler:
         """Seconds until the earliest due group/topic, at most one sample interval."""
         interval = self.mon.sample_interval_seconds
         # Only groups the cluster still lists are ever sampled again (absent ones wait for the purge).
-        due = [s.next_sample for (g, _t), s in self.statuses.items()
-               if s.next_sample is not None and g in self._present]
+        due = [
+            s.next_sample
+            for (g, _t), s in self.statuses.items()
+            if s.next_sample is not None and g in self._present
+        ]
         if not due:
             return interval
         return max(0.0, min(interval, min(due) - now))

@@ -26,7 +26,11 @@ class Reporter:
         the sampler stored with the status (no per-partition reads); a status without one (a
         database from an older lagmon, not resampled yet) is computed from the history."""
         statuses = self.store.group_statuses()
-        lags = {k: timelag.group_lag_at(s.lag_summary, now) for k, s in statuses.items() if s.lag_summary is not None}
+        lags = {
+            k: timelag.group_lag_at(s.lag_summary, now)
+            for k, s in statuses.items()
+            if s.lag_summary is not None
+        }
         # Commits with no status yet (the sampler stopped between its two writes) are reported too.
         missing = [k for k in statuses.keys() | self.store.commit_keys() if k not in lags]
         if missing:
@@ -56,12 +60,20 @@ class Reporter:
             self.store.stage_states(), now=now, sample_interval=self.cfg.monitoring.sample_interval_seconds
         )
         started = time.perf_counter()
-        report.write_report(self.cfg.output.json_path, report.build_report(rows, generated_at=now, monitor=monitor))
-        self.log.debug("wrote %d consumers to %s in %.3fs", len(rows), self.cfg.output.json_path,
-                       time.perf_counter() - started)
+        report.write_report(
+            self.cfg.output.json_path, report.build_report(rows, generated_at=now, monitor=monitor)
+        )
+        self.log.debug(
+            "wrote %d consumers to %s in %.3fs",
+            len(rows),
+            self.cfg.output.json_path,
+            time.perf_counter() - started,
+        )
         stale = bool(monitor.get("stale"))
         if stale and not self.stale:
-            self.log.warning("report is stale: %s", monitor.get("stale_reason", "sampler not completing samples"))
+            self.log.warning(
+                "report is stale: %s", monitor.get("stale_reason", "sampler not completing samples")
+            )
         elif self.stale and not stale:
             self.log.info("report is fresh again: the sampler is completing samples")
         self.stale = stale
@@ -85,10 +97,16 @@ class Housekeeper:
         # Transitions are kept as long as an absent group is: the retention window.
         self.store.prune_transitions(now - mon.absent_group_retention_seconds)
         if purged:
-            self.log.info("purged %d group/topics absent for over %ss", purged, mon.absent_group_retention_seconds)
+            self.log.info(
+                "purged %d group/topics absent for over %ss", purged, mon.absent_group_retention_seconds
+            )
         info = self.store.maintenance()
         self.log.info(
             "thinned %d head rows, %d commit rows, %d anchors; db %d bytes, wal %d bytes",
-            heads, commits, anchors, info.get("db_bytes", 0), info.get("wal_bytes", 0),
+            heads,
+            commits,
+            anchors,
+            info.get("db_bytes", 0),
+            info.get("wal_bytes", 0),
         )
         return mon.housekeeping_interval_seconds

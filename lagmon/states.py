@@ -18,7 +18,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from enum import Enum
-from typing import Any, Union
+from typing import Any
 
 __all__ = [
     "GroupState",
@@ -40,19 +40,22 @@ class State(str, Enum):
 
 @dataclass(frozen=True)
 class Thresholds:
-    offline_samples: int            # offline_detection_consecutive_samples (N >= 1)
-    online_lag_threshold: float     # online_lag_threshold_seconds
+    offline_samples: int  # offline_detection_consecutive_samples (N >= 1)
+    online_lag_threshold: float  # online_lag_threshold_seconds
     recovering_min_duration: float  # recovering_minimum_duration_seconds
 
     @classmethod
-    def from_monitoring(cls, m: Any) -> "Thresholds":
+    def from_monitoring(cls, m: Any) -> Thresholds:
         """From config.MonitoringSettings (or a mapping with the spec's key names)."""
+
         def get(key: str) -> Any:
             return m[key] if isinstance(m, Mapping) else getattr(m, key)
 
-        return cls(offline_samples=int(get("offline_detection_consecutive_samples")),
-                   online_lag_threshold=float(get("online_lag_threshold_seconds")),
-                   recovering_min_duration=float(get("recovering_minimum_duration_seconds")))
+        return cls(
+            offline_samples=int(get("offline_detection_consecutive_samples")),
+            online_lag_threshold=float(get("online_lag_threshold_seconds")),
+            recovering_min_duration=float(get("recovering_minimum_duration_seconds")),
+        )
 
 
 @dataclass(frozen=True)
@@ -70,7 +73,7 @@ def initial(now: float) -> GroupState:
 def _s(seconds: float) -> str:
     if not math.isfinite(seconds):
         return "?s"
-    return f"{int(math.floor(seconds + 0.5))}s"
+    return f"{math.floor(seconds + 0.5)}s"
 
 
 def step(prev: GroupState, *, advanced: bool, lag_seconds: float, now: float, t: Thresholds) -> GroupState:
@@ -94,18 +97,24 @@ def step(prev: GroupState, *, advanced: bool, lag_seconds: float, now: float, t:
         if caught_up:
             return go(State.ONLINE, "caught up (lag 0s)")
         if advanced and below:
-            return go(State.ONLINE, f"offsets advancing with lag {_s(lag)} "
-                                    f"< {_s(t.online_lag_threshold)} threshold")
+            return go(
+                State.ONLINE, f"offsets advancing with lag {_s(lag)} < {_s(t.online_lag_threshold)} threshold"
+            )
         if advanced:
-            return go(State.RECOVERING, f"offsets advancing again with lag {_s(lag)} "
-                                        f">= {_s(t.online_lag_threshold)} threshold")
+            return go(
+                State.RECOVERING,
+                f"offsets advancing again with lag {_s(lag)} >= {_s(t.online_lag_threshold)} threshold",
+            )
     else:  # RECOVERING
         if count >= n:
             return go(State.OFFLINE, f"offsets static for {count} samples with lag {_s(lag)}")
         stayed = now - prev.since
         if below and stayed >= t.recovering_min_duration:
-            what = "caught up (lag 0s)" if caught_up else (
-                f"lag {_s(lag)} < {_s(t.online_lag_threshold)} threshold")
+            what = (
+                "caught up (lag 0s)"
+                if caught_up
+                else (f"lag {_s(lag)} < {_s(t.online_lag_threshold)} threshold")
+            )
             return go(State.ONLINE, f"{what} after {_s(stayed)} recovering")
     return replace(prev, state=state, static_samples=count)
 
@@ -114,13 +123,14 @@ def transitioned(prev: GroupState, new: GroupState) -> bool:
     return State(prev.state) is not State(new.state)
 
 
-def sample_interval(state: Union[State, str], sample_interval_seconds: float,
-                    offline_sample_interval_seconds: float) -> float:
+def sample_interval(
+    state: State | str, sample_interval_seconds: float, offline_sample_interval_seconds: float
+) -> float:
     """ONLINE samples every sample_interval_seconds; OFFLINE/RECOVERING every offline_sample_interval_seconds."""
     if State(state) is State.ONLINE:
         return float(sample_interval_seconds)
     return float(offline_sample_interval_seconds)
 
 
-def resolution(state: Union[State, str]) -> str:
+def resolution(state: State | str) -> str:
     return "fine" if State(state) is State.ONLINE else "coarse"

@@ -6,13 +6,15 @@ reads that need a consistent view run in one short deferred transaction
 (``Store._read``). Table definitions are module constants, migrations are
 recorded in ``schema_version``, each together with its record.
 """
+
 from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
-from typing import Callable, Iterable, Iterator, Mapping, NamedTuple
+from typing import NamedTuple
 
 import orjson
 
@@ -47,12 +49,12 @@ class LagInput(NamedTuple):  # a tuple: one is built per group-partition per sam
     commit_first_seen: float
     commit_last_seen: float
     newest_head: int | None
-    head_below: tuple[int, float] | None    # (offset, last_seen), max head offset <= committed
-    head_above: tuple[int, float] | None    # (offset, first_seen), min head offset > committed
+    head_below: tuple[int, float] | None  # (offset, last_seen), max head offset <= committed
+    head_above: tuple[int, float] | None  # (offset, first_seen), min head offset > committed
     anchor_below: tuple[int, float] | None  # (offset, timestamp), max anchor offset <= committed
     anchor_above: tuple[int, float] | None  # (offset, timestamp), min anchor offset >= committed
-    oldest_head: tuple[int, float] | None   # (offset, first_seen) of the min-offset head row
-    head_below_since: float | None = None   # first_seen of the head_below row
+    oldest_head: tuple[int, float] | None  # (offset, first_seen) of the min-offset head row
+    head_below_since: float | None = None  # first_seen of the head_below row
 
 
 @dataclass
@@ -152,16 +154,27 @@ GROUP_TRANSITIONS_TABLE = """CREATE TABLE group_transitions(
     from_state TEXT, to_state TEXT, reason TEXT)"""
 GROUP_TRANSITIONS_INDEX = "CREATE INDEX group_transitions_key ON group_transitions(group_id, topic, at)"
 EXCLUDED_TOPICS_TABLE = "CREATE TABLE excluded_topics(topic TEXT PRIMARY KEY, pattern TEXT, first_seen REAL)"
-EXCLUDED_GROUPS_TABLE = "CREATE TABLE excluded_groups(group_id TEXT PRIMARY KEY, pattern TEXT, first_seen REAL)"
+EXCLUDED_GROUPS_TABLE = (
+    "CREATE TABLE excluded_groups(group_id TEXT PRIMARY KEY, pattern TEXT, first_seen REAL)"
+)
 STAGE_STATE_TABLE = """CREATE TABLE stage_state(
     stage TEXT PRIMARY KEY, pid INTEGER, started_at REAL, heartbeat_at REAL,
     last_success REAL, last_error TEXT, last_error_at REAL, interval REAL)"""
 
 # MIGRATIONS[i] brings the schema from version i to version i + 1.
 MIGRATIONS: list[tuple[str, ...]] = [
-    (SCHEMA_VERSION_TABLE, PARTITION_OFFSETS_TABLE, PARTITION_ANCHORS_TABLE, CONSUMER_COMMITS_TABLE,
-     GROUP_STATUS_TABLE, GROUP_TRANSITIONS_TABLE, GROUP_TRANSITIONS_INDEX,
-     EXCLUDED_TOPICS_TABLE, EXCLUDED_GROUPS_TABLE, STAGE_STATE_TABLE),
+    (
+        SCHEMA_VERSION_TABLE,
+        PARTITION_OFFSETS_TABLE,
+        PARTITION_ANCHORS_TABLE,
+        CONSUMER_COMMITS_TABLE,
+        GROUP_STATUS_TABLE,
+        GROUP_TRANSITIONS_TABLE,
+        GROUP_TRANSITIONS_INDEX,
+        EXCLUDED_TOPICS_TABLE,
+        EXCLUDED_GROUPS_TABLE,
+        STAGE_STATE_TABLE,
+    ),
     (LATEST_COMMITS_TABLE, LATEST_COMMITS_FILL),
     (GROUP_STATUS_SUMMARY,),
     tuple(CONSUMER_COMMITS_V4),
@@ -188,26 +201,30 @@ _WANTED = "WHERE (group_id, topic) IN (SELECT group_id, topic FROM temp.want_pai
 
 def _seek(table: str, agg: str, cond: str = "") -> str:
     """Correlated min/max over the (topic, partition, offset) primary key: one index seek."""
-    return (f"(SELECT {agg}(offset) FROM {table} WHERE topic = l.topic AND partition = l.partition"
-            f"{' AND offset ' + cond if cond else ''})")
+    return (
+        f"(SELECT {agg}(offset) FROM {table} WHERE topic = l.topic AND partition = l.partition"
+        f"{' AND offset ' + cond if cond else ''})"
+    )
 
 
 def _join(alias: str, table: str, agg: str, cond: str = "") -> str:
-    return (f"LEFT JOIN {table} {alias} ON {alias}.topic = l.topic AND {alias}.partition = l.partition"
-            f" AND {alias}.offset = {_seek(table, agg, cond)}")
+    return (
+        f"LEFT JOIN {table} {alias} ON {alias}.topic = l.topic AND {alias}.partition = l.partition"
+        f" AND {alias}.offset = {_seek(table, agg, cond)}"
+    )
 
 
 LAG_INPUTS_SQL = f"""WITH l AS ({{latest}})
 SELECT l.group_id, l.topic, l.partition, l.committed_offset, l.first_seen, l.last_seen,
-       {_seek('partition_offsets', 'max')},
+       {_seek("partition_offsets", "max")},
        hb.offset, hb.last_seen, ha.offset, ha.first_seen,
        ab.offset, ab.timestamp, aa.offset, aa.timestamp, ho.offset, ho.first_seen, hb.first_seen
 FROM l
-{_join('hb', 'partition_offsets', 'max', '<= l.committed_offset')}
-{_join('ha', 'partition_offsets', 'min', '> l.committed_offset')}
-{_join('ab', 'partition_anchors', 'max', '<= l.committed_offset')}
-{_join('aa', 'partition_anchors', 'min', '>= l.committed_offset')}
-{_join('ho', 'partition_offsets', 'min')}"""
+{_join("hb", "partition_offsets", "max", "<= l.committed_offset")}
+{_join("ha", "partition_offsets", "min", "> l.committed_offset")}
+{_join("ab", "partition_anchors", "max", "<= l.committed_offset")}
+{_join("aa", "partition_anchors", "min", ">= l.committed_offset")}
+{_join("ho", "partition_offsets", "min")}"""
 LAG_INPUTS_ALL = LAG_INPUTS_SQL.format(latest=_LATEST_COMMITS.format(where=""))
 LAG_INPUTS_WANTED = LAG_INPUTS_SQL.format(latest=_LATEST_COMMITS.format(where=_WANTED))
 
@@ -260,8 +277,10 @@ class Store:
             # (journal_mode=WAL and auto_vacuum would rewrite its header).
             version = self._schema_version()
             if version > SCHEMA_VERSION:
-                raise StoreError(f"database {path}: schema version {version} is newer than "
-                                 f"this lagmon supports ({SCHEMA_VERSION})")
+                raise StoreError(
+                    f"database {path}: schema version {version} is newer than "
+                    f"this lagmon supports ({SCHEMA_VERSION})"
+                )
             if version == 0 and not create:
                 raise StoreError(f"database {path}: holds no lagmon data yet (has the sampler run?)")
             self._configure()
@@ -278,7 +297,7 @@ class Store:
     def close(self) -> None:
         self._conn.close()
 
-    def __enter__(self) -> "Store":
+    def __enter__(self) -> Store:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -323,8 +342,10 @@ class Store:
         tables = {r[0] for r in self._conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         if "schema_version" not in tables:
             if tables:
-                raise StoreError(f"database {self.path}: not a lagmon database "
-                                 f"(has tables {sorted(tables)[:5]} but no schema_version)")
+                raise StoreError(
+                    f"database {self.path}: not a lagmon database "
+                    f"(has tables {sorted(tables)[:5]} but no schema_version)"
+                )
             return 0
         return self._conn.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
 
@@ -333,8 +354,10 @@ class Store:
             with self._write() as db:
                 version = self._schema_version()
                 if version > SCHEMA_VERSION:
-                    raise StoreError(f"database {self.path}: schema version {version} is newer than "
-                                     f"this lagmon supports ({SCHEMA_VERSION})")
+                    raise StoreError(
+                        f"database {self.path}: schema version {version} is newer than "
+                        f"this lagmon supports ({SCHEMA_VERSION})"
+                    )
                 if version == SCHEMA_VERSION:
                     return
                 for stmt in MIGRATIONS[version]:
@@ -347,27 +370,40 @@ class Store:
         """Record one sample of head offsets; returns the partitions whose head went DOWN (history reset)."""
         with self._write() as db:
             db.execute("DELETE FROM temp.in_heads")
-            db.executemany("INSERT INTO temp.in_heads(topic, partition, offset) VALUES (?, ?, ?)",
-                           [(t, p, o) for (t, p), o in heads.items()])
-            reset = [(t, p) for t, p in db.execute(
-                """SELECT topic, partition FROM temp.in_heads i WHERE i.offset <
+            db.executemany(
+                "INSERT INTO temp.in_heads(topic, partition, offset) VALUES (?, ?, ?)",
+                [(t, p, o) for (t, p), o in heads.items()],
+            )
+            reset = [
+                (t, p)
+                for t, p in db.execute(
+                    """SELECT topic, partition FROM temp.in_heads i WHERE i.offset <
                    (SELECT max(offset) FROM partition_offsets o
-                    WHERE o.topic = i.topic AND o.partition = i.partition)""")]
+                    WHERE o.topic = i.topic AND o.partition = i.partition)"""
+                )
+            ]
             for table in ("partition_offsets", "partition_anchors"):
                 db.executemany(f"DELETE FROM {table} WHERE topic = ? AND partition = ?", reset)
-            db.execute("""INSERT INTO partition_offsets(topic, partition, offset, first_seen, last_seen)
+            db.execute(
+                """INSERT INTO partition_offsets(topic, partition, offset, first_seen, last_seen)
                           SELECT topic, partition, offset, :at, :at FROM temp.in_heads WHERE true
                           ON CONFLICT(topic, partition, offset) DO UPDATE SET last_seen = max(last_seen, :at)""",
-                       {"at": at})
+                {"at": at},
+            )
             db.execute("DELETE FROM temp.in_heads")
         return reset
 
-    def record_commits(self, commits: Mapping[tuple[str, str, int], int], at: float) -> set[tuple[str, str, int]]:
+    def record_commits(
+        self, commits: Mapping[tuple[str, str, int], int], at: float
+    ) -> set[tuple[str, str, int]]:
         """Record one sample of committed offsets; returns the keys whose offset ADVANCED."""
         with self._write() as db:
             db.execute("DELETE FROM temp.in_commits")
-            db.executemany("INSERT INTO temp.in_commits(group_id, topic, partition, committed_offset)"
-                           " VALUES (?, ?, ?, ?)", [(g, t, p, o) for (g, t, p), o in commits.items()])
+            db.executemany(
+                "INSERT INTO temp.in_commits(group_id, topic, partition, committed_offset)"
+                " VALUES (?, ?, ?, ?)",
+                [(g, t, p, o) for (g, t, p), o in commits.items()],
+            )
             db.execute("""UPDATE temp.in_commits SET (prev_offset, prev_first_seen, prev_last_seen) = (
                               SELECT c.committed_offset, c.first_seen, c.last_seen FROM latest_commits c
                               WHERE c.group_id = in_commits.group_id AND c.topic = in_commits.topic
@@ -376,18 +412,25 @@ class Store:
             # row of a run gets its final last_seen when the run ends, here, or when thinned.
             # One primary-key update per ended run that was seen more than once (a row is written
             # with last_seen = first_seen). A join here would let the planner scan the history.
-            db.executemany(_END_RUN, db.execute(
-                """SELECT prev_last_seen, prev_first_seen, group_id, topic, partition FROM temp.in_commits
+            db.executemany(
+                _END_RUN,
+                db.execute(
+                    """SELECT prev_last_seen, prev_first_seen, group_id, topic, partition FROM temp.in_commits
                    WHERE prev_offset IS NOT NULL AND committed_offset <> prev_offset
-                     AND prev_last_seen <> prev_first_seen""").fetchall())
-            db.execute("""INSERT INTO consumer_commits(group_id, topic, partition, first_seen,
+                     AND prev_last_seen <> prev_first_seen"""
+                ).fetchall(),
+            )
+            db.execute(
+                """INSERT INTO consumer_commits(group_id, topic, partition, first_seen,
                               committed_offset, last_seen)
                           SELECT group_id, topic, partition, :at, committed_offset, :at FROM temp.in_commits
                           WHERE prev_offset IS NULL OR committed_offset <> prev_offset
                           ON CONFLICT(first_seen, group_id, topic, partition)
                           DO UPDATE SET committed_offset = excluded.committed_offset, last_seen = excluded.last_seen""",
-                       {"at": at})
-            db.execute("""INSERT INTO latest_commits(group_id, topic, partition, committed_offset,
+                {"at": at},
+            )
+            db.execute(
+                """INSERT INTO latest_commits(group_id, topic, partition, committed_offset,
                               first_seen, last_seen)
                           SELECT group_id, topic, partition, committed_offset,
                                  CASE WHEN committed_offset = prev_offset THEN prev_first_seen ELSE :at END, :at
@@ -396,9 +439,15 @@ class Store:
                               committed_offset = excluded.committed_offset, first_seen = excluded.first_seen,
                               last_seen = CASE WHEN excluded.first_seen = latest_commits.first_seen
                                                THEN max(latest_commits.last_seen, excluded.last_seen)
-                                               ELSE excluded.last_seen END""", {"at": at})
-            advanced = {(g, t, p) for g, t, p in db.execute(
-                "SELECT group_id, topic, partition FROM temp.in_commits WHERE committed_offset > prev_offset")}
+                                               ELSE excluded.last_seen END""",
+                {"at": at},
+            )
+            advanced = {
+                (g, t, p)
+                for g, t, p in db.execute(
+                    "SELECT group_id, topic, partition FROM temp.in_commits WHERE committed_offset > prev_offset"
+                )
+            }
             db.execute("DELETE FROM temp.in_commits")
         return advanced
 
@@ -411,51 +460,83 @@ class Store:
         if not rows:
             return
         with self._write() as db:
-            db.executemany("""INSERT INTO partition_anchors(topic, partition, offset, timestamp, exact)
+            db.executemany(
+                """INSERT INTO partition_anchors(topic, partition, offset, timestamp, exact)
                               VALUES (?, ?, ?, ?, ?) ON CONFLICT(topic, partition, offset)
-                              DO UPDATE SET timestamp = excluded.timestamp, exact = excluded.exact""", rows)
+                              DO UPDATE SET timestamp = excluded.timestamp, exact = excluded.exact""",
+                rows,
+            )
 
     def save_group_status(self, rows: Iterable[GroupStatus]) -> None:
         with self._write() as db:
-            db.executemany(f"INSERT OR REPLACE INTO group_status({_columns(GroupStatus)}) "
-                           f"VALUES ({', '.join('?' * len(fields(GroupStatus)))})", [_status_row(r) for r in rows])
+            db.executemany(
+                f"INSERT OR REPLACE INTO group_status({_columns(GroupStatus)}) "
+                f"VALUES ({', '.join('?' * len(fields(GroupStatus)))})",
+                [_status_row(r) for r in rows],
+            )
 
     def add_transitions(self, rows: Iterable[Transition]) -> None:
         with self._write() as db:
-            db.executemany(f"INSERT INTO group_transitions({_columns(Transition)}) VALUES (?, ?, ?, ?, ?, ?)",
-                           [_row(r) for r in rows])
+            db.executemany(
+                f"INSERT INTO group_transitions({_columns(Transition)}) VALUES (?, ?, ?, ?, ?, ?)",
+                [_row(r) for r in rows],
+            )
 
     def mark_excluded(self, topics: Mapping[str, str], groups: Mapping[str, str], at: float) -> None:
         """Upsert name -> pattern; first_seen is kept from the first time a name was marked."""
         with self._write() as db:
-            for table, key, names in (("excluded_topics", "topic", topics), ("excluded_groups", "group_id", groups)):
-                db.executemany(f"INSERT INTO {table}({key}, pattern, first_seen) VALUES (?, ?, ?)"
-                               f" ON CONFLICT({key}) DO UPDATE SET pattern = excluded.pattern",
-                               [(name, pattern, at) for name, pattern in names.items()])
+            for table, key, names in (
+                ("excluded_topics", "topic", topics),
+                ("excluded_groups", "group_id", groups),
+            ):
+                db.executemany(
+                    f"INSERT INTO {table}({key}, pattern, first_seen) VALUES (?, ?, ?)"
+                    f" ON CONFLICT({key}) DO UPDATE SET pattern = excluded.pattern",
+                    [(name, pattern, at) for name, pattern in names.items()],
+                )
 
     def delete_topic(self, topic: str) -> None:
         with self._write() as db:
             # through the (group_id, topic) index: the groups come from latest_commits, which
             # holds the newest row of every key in the history
-            db.execute("""DELETE FROM consumer_commits WHERE topic = :t AND group_id IN (
-                              SELECT group_id FROM latest_commits WHERE topic = :t)""", {"t": topic})
-            for table in ("partition_offsets", "partition_anchors", "latest_commits", "group_status",
-                          "group_transitions"):
+            db.execute(
+                """DELETE FROM consumer_commits WHERE topic = :t AND group_id IN (
+                              SELECT group_id FROM latest_commits WHERE topic = :t)""",
+                {"t": topic},
+            )
+            for table in (
+                "partition_offsets",
+                "partition_anchors",
+                "latest_commits",
+                "group_status",
+                "group_transitions",
+            ):
                 db.execute(f"DELETE FROM {table} WHERE topic = ?", (topic,))
 
-    def heartbeat(self, stage: str, *, pid: int, started_at: float, at: float, interval: float,
-                  success: bool, error: str | None = None) -> None:
+    def heartbeat(
+        self,
+        stage: str,
+        *,
+        pid: int,
+        started_at: float,
+        at: float,
+        interval: float,
+        success: bool,
+        error: str | None = None,
+    ) -> None:
         """success=True sets last_success=at; False sets last_error/last_error_at. Other fields are kept."""
         ok_at, err, err_at = (at, None, None) if success else (None, error or "error", at)
         with self._write() as db:
-            db.execute("""INSERT INTO stage_state(stage, pid, started_at, heartbeat_at, last_success,
+            db.execute(
+                """INSERT INTO stage_state(stage, pid, started_at, heartbeat_at, last_success,
                               last_error, last_error_at, interval) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                           ON CONFLICT(stage) DO UPDATE SET pid = excluded.pid, started_at = excluded.started_at,
                               heartbeat_at = excluded.heartbeat_at, interval = excluded.interval,
                               last_success = coalesce(excluded.last_success, last_success),
                               last_error = coalesce(excluded.last_error, last_error),
                               last_error_at = coalesce(excluded.last_error_at, last_error_at)""",
-                       (stage, pid, started_at, at, ok_at, err, err_at, interval))
+                (stage, pid, started_at, at, ok_at, err, err_at, interval),
+            )
 
     # --- reads ------------------------------------------------------------------------------
 
@@ -473,14 +554,29 @@ class Store:
         if groups_topics is not None:
             sql = LAG_INPUTS_WANTED
             self._conn.execute("DELETE FROM temp.want_pairs")
-            self._conn.executemany("INSERT OR IGNORE INTO temp.want_pairs(group_id, topic) VALUES (?, ?)",
-                                   list(groups_topics))
+            self._conn.executemany(
+                "INSERT OR IGNORE INTO temp.want_pairs(group_id, topic) VALUES (?, ?)", list(groups_topics)
+            )
         with self._read() as db:
             rows = db.execute(sql).fetchall()
-        return [LagInput(g, t, p, c, cf, cl, newest, None if hb is None else (hb, hbt),
-                         None if ha is None else (ha, hat), None if ab is None else (ab, abt),
-                         None if aa is None else (aa, aat), None if ho is None else (ho, hot), hbf)
-                for g, t, p, c, cf, cl, newest, hb, hbt, ha, hat, ab, abt, aa, aat, ho, hot, hbf in rows]
+        return [
+            LagInput(
+                g,
+                t,
+                p,
+                c,
+                cf,
+                cl,
+                newest,
+                None if hb is None else (hb, hbt),
+                None if ha is None else (ha, hat),
+                None if ab is None else (ab, abt),
+                None if aa is None else (aa, aat),
+                None if ho is None else (ho, hot),
+                hbf,
+            )
+            for g, t, p, c, cf, cl, newest, hb, hbt, ha, hat, ab, abt, aa, aat, ho, hot, hbf in rows
+        ]
 
     def commit_keys(self) -> set[tuple[str, str]]:
         """Every (group_id, topic) with a committed offset on record."""
@@ -507,40 +603,57 @@ class Store:
         The table is in time order: each (group, topic) is read through its index, one short
         write per (group, topic) that holds more than max_entries rows."""
         with self._write() as db:  # bring each open run's last_seen up to date first
-            db.executemany(_END_RUN, db.execute("SELECT last_seen, first_seen, group_id, topic, partition"
-                                                " FROM latest_commits WHERE last_seen <> first_seen").fetchall())
+            db.executemany(
+                _END_RUN,
+                db.execute(
+                    "SELECT last_seen, first_seen, group_id, topic, partition"
+                    " FROM latest_commits WHERE last_seen <> first_seen"
+                ).fetchall(),
+            )
         with self._read() as db:
-            pairs = db.execute("SELECT group_id, topic FROM consumer_commits GROUP BY group_id, topic"
-                               " HAVING count(*) > ?", (max_entries,)).fetchall()
+            pairs = db.execute(
+                "SELECT group_id, topic FROM consumer_commits GROUP BY group_id, topic HAVING count(*) > ?",
+                (max_entries,),
+            ).fetchall()
         deleted = 0
         for group, topic in pairs:
             with self._write() as db:
                 runs: dict[int, list[tuple]] = {}
                 for p, offset, first, last in db.execute(
-                        "SELECT partition, committed_offset, first_seen, last_seen FROM consumer_commits"
-                        " WHERE group_id = ? AND topic = ? ORDER BY partition, first_seen", (group, topic)):
+                    "SELECT partition, committed_offset, first_seen, last_seen FROM consumer_commits"
+                    " WHERE group_id = ? AND topic = ? ORDER BY partition, first_seen",
+                    (group, topic),
+                ):
                     runs.setdefault(p, []).append((offset, first, last))
                 doomed = []
                 for p, rows in runs.items():
                     if len(rows) > max_entries:
                         doomed += [(rows[i][1], group, topic, p) for i in _doomed(rows, max_entries, keep)]
-                db.executemany("DELETE FROM consumer_commits WHERE first_seen = ? AND group_id = ? AND topic = ?"
-                               " AND partition = ?", doomed)
+                db.executemany(
+                    "DELETE FROM consumer_commits WHERE first_seen = ? AND group_id = ? AND topic = ?"
+                    " AND partition = ?",
+                    doomed,
+                )
                 deleted += len(doomed)
         return deleted
 
-    def _thin(self, max_entries: int, keep: Keep, key: tuple[str, ...], offset_col: str,
-              pk_col: str, table: str) -> int:
+    def _thin(
+        self, max_entries: int, keep: Keep, key: tuple[str, ...], offset_col: str, pk_col: str, table: str
+    ) -> int:
         key_cols = ", ".join(key)
         match = " AND ".join(f"{k} = ?" for k in key)
         with self._read() as db:
-            crowded = db.execute(f"SELECT {key_cols} FROM {table} GROUP BY {key_cols} HAVING count(*) > ?",
-                                 (max_entries,)).fetchall()
+            crowded = db.execute(
+                f"SELECT {key_cols} FROM {table} GROUP BY {key_cols} HAVING count(*) > ?", (max_entries,)
+            ).fetchall()
         deleted = 0
         for k in crowded:
             with self._write() as db:
-                rows = db.execute(f"SELECT {offset_col}, first_seen, last_seen, {pk_col} FROM {table}"
-                                  f" WHERE {match} ORDER BY {pk_col}", k).fetchall()
+                rows = db.execute(
+                    f"SELECT {offset_col}, first_seen, last_seen, {pk_col} FROM {table}"
+                    f" WHERE {match} ORDER BY {pk_col}",
+                    k,
+                ).fetchall()
                 if len(rows) <= max_entries:
                     continue
                 doomed = [(*k, rows[i][3]) for i in _doomed([r[:3] for r in rows], max_entries, keep)]
@@ -558,8 +671,9 @@ class Store:
     def purge_absent_groups(self, older_than: float) -> int:
         """Delete status, commits and transitions of (group, topic)s last present before older_than."""
         with self._write() as db:
-            gone = db.execute("SELECT group_id, topic FROM group_status WHERE last_present < ?",
-                              (older_than,)).fetchall()
+            gone = db.execute(
+                "SELECT group_id, topic FROM group_status WHERE last_present < ?", (older_than,)
+            ).fetchall()
             for table in ("consumer_commits", "latest_commits", "group_transitions", "group_status"):
                 db.executemany(f"DELETE FROM {table} WHERE group_id = ? AND topic = ?", gone)
         return len(gone)
@@ -573,7 +687,8 @@ class Store:
         """The recorded transitions of one group/topic, oldest first."""
         rows = self._conn.execute(
             f"SELECT {_columns(Transition)} FROM group_transitions WHERE group_id = ? AND topic = ? ORDER BY at",
-            (group_id, topic)).fetchall()
+            (group_id, topic),
+        ).fetchall()
         return [Transition(*r) for r in rows]
 
     def maintenance(self, *, vacuum_pages: int = 1000) -> dict:
@@ -581,7 +696,9 @@ class Store:
         # executescript steps the pragma to completion (execute() would free a single page); it runs
         # its own BEGIN IMMEDIATE because executescript() commits any open transaction first.
         try:
-            self._conn.executescript(f"BEGIN IMMEDIATE; PRAGMA incremental_vacuum({int(vacuum_pages)}); COMMIT;")
+            self._conn.executescript(
+                f"BEGIN IMMEDIATE; PRAGMA incremental_vacuum({int(vacuum_pages)}); COMMIT;"
+            )
         except BaseException:
             if self._conn.in_transaction:
                 self._conn.execute("ROLLBACK")
@@ -589,9 +706,12 @@ class Store:
         checkpoint = tuple(self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone())
         freelist = self._conn.execute("PRAGMA freelist_count").fetchone()[0]
         wal = self.path + "-wal"
-        return {"db_bytes": os.path.getsize(self.path),
-                "wal_bytes": os.path.getsize(wal) if os.path.exists(wal) else 0,
-                "freelist_pages": freelist, "checkpoint": checkpoint}
+        return {
+            "db_bytes": os.path.getsize(self.path),
+            "wal_bytes": os.path.getsize(wal) if os.path.exists(wal) else 0,
+            "freelist_pages": freelist,
+            "checkpoint": checkpoint,
+        }
 
     def integrity_check(self) -> str:
         return "\n".join(r[0] for r in self._conn.execute("PRAGMA integrity_check"))

@@ -24,11 +24,11 @@ STARTRETRIES = 3
 
 @dataclass(frozen=True)
 class Layout:
-    python: str          # interpreter that runs `-m processes.<stage>`
-    directory: str       # working directory of the stages
-    config: str          # lagmon config path
+    python: str  # interpreter that runs `-m processes.<stage>`
+    directory: str  # working directory of the stages
+    config: str  # lagmon config path
     log_dir: str
-    run_dir: str         # socket and pid file
+    run_dir: str  # socket and pid file
     nodaemon: bool
     debug: bool = False
 

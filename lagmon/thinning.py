@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 Row = tuple[int, float, float]
 
@@ -28,8 +28,9 @@ def newest_kept(max_entries: int) -> int:
     return min(max(2, max_entries // 10), max_entries - 1)
 
 
-def _walk(first: Sequence[float], last: Sequence[float], start: int, ref: float, r: float,
-          limit: int) -> Optional[list[int]]:
+def _walk(
+    first: Sequence[float], last: Sequence[float], start: int, ref: float, r: float, limit: int
+) -> list[int] | None:
     """Indexes kept below ``start`` (exclusive) walking older with allowed gap r * age,
     always ending at 0; None as soon as more than ``limit`` would be needed."""
     if start <= 0:
@@ -59,12 +60,12 @@ def _prefix_max(values: Sequence[float]) -> list[float]:
     return out
 
 
-def spacing_ratio(rows: Sequence[Row], max_entries: int, *, now: Optional[float] = None) -> float:
+def spacing_ratio(rows: Sequence[Row], max_entries: int, *, now: float | None = None) -> float:
     """The smallest ratio r (found by bisection) whose thinning fits in max_entries; 0.0 when all fit."""
     return _solve(rows, max_entries, now)[0]
 
 
-def _solve(rows: Sequence[Row], max_entries: int, now: Optional[float]) -> tuple[float, set[int]]:
+def _solve(rows: Sequence[Row], max_entries: int, now: float | None) -> tuple[float, set[int]]:
     if max_entries < 2:
         raise ValueError(f"max_entries must be >= 2 (got {max_entries})")
     n = len(rows)
@@ -80,7 +81,7 @@ def _solve(rows: Sequence[Row], max_entries: int, now: Optional[float]) -> tuple
         ref = max(ref, float(now))
     limit = max_entries - k  # rows left for the walk, including the oldest one
 
-    def fits(r: float) -> Optional[list[int]]:
+    def fits(r: float) -> list[int] | None:
         return _walk(first, last, start, ref, r, limit)
 
     hi = 1.0 / 64
@@ -105,7 +106,7 @@ def _solve(rows: Sequence[Row], max_entries: int, now: Optional[float]) -> tuple
     return hi, set(range(start, n)) | set(best)
 
 
-def keep_indexes(rows: Sequence[Row], max_entries: int, *, now: Optional[float] = None) -> set[int]:
+def keep_indexes(rows: Sequence[Row], max_entries: int, *, now: float | None = None) -> set[int]:
     """Indexes of ``rows`` (oldest first) to keep: at most ``max_entries`` (>= 2) of them.
 
     All rows when they fit; otherwise the newest ``newest_kept(max_entries)`` rows, the

@@ -16,16 +16,19 @@ from __future__ import annotations
 
 import bisect
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, NamedTuple, Optional, Sequence
+from typing import NamedTuple
 
-Point = tuple[int, float]          # (offset, time)
+Point = tuple[int, float]  # (offset, time)
 HeadRow = tuple[int, float, float]  # (offset, first_seen, last_seen)
 
 __all__ = [
     "Bracket",
     "GroupLag",
+    "LagSummary",
     "PartitionLag",
+    "Term",
     "anchor_candidates",
     "append_time",
     "evaluation_time",
@@ -33,29 +36,27 @@ __all__ = [
     "group_lag_at",
     "group_lags",
     "group_summaries",
-    "LagSummary",
-    "summarize",
-    "Term",
-    "partition_term",
-    "term_lag",
     "history_bracket",
     "overtaken_at",
     "partition_lag",
+    "partition_term",
+    "summarize",
+    "term_lag",
 ]
 
 
 @dataclass(frozen=True)
 class PartitionLag:
     partition: int
-    seconds: float        # >= 0, finite
-    lower_bound: bool     # True: the true lag is at least `seconds` (commit below the history)
-    at: float             # evaluation time
+    seconds: float  # >= 0, finite
+    lower_bound: bool  # True: the true lag is at least `seconds` (commit below the history)
+    at: float  # evaluation time
 
 
 @dataclass(frozen=True)
 class GroupLag:
     seconds: int
-    worst_partition: Optional[int]
+    worst_partition: int | None
     lower_bound: bool
     partitions: int
     calculated_at: float
@@ -64,13 +65,13 @@ class GroupLag:
 class Bracket(NamedTuple):
     """What a store returns for one committed offset; field names match store.LagInput."""
 
-    head_below: Optional[Point]    # (offset, last_seen) of the row with the largest offset <= c
-    head_above: Optional[Point]    # (offset, first_seen) of the row with the smallest offset > c
-    anchor_below: Optional[Point]  # (offset, timestamp) of the largest anchor offset <= c
-    anchor_above: Optional[Point]  # (offset, timestamp) of the smallest anchor offset >= c
-    newest_head: Optional[int]     # largest head offset
-    oldest_head: Optional[Point]   # (offset, first_seen) of the row with the smallest offset
-    head_below_since: Optional[float] = None  # first_seen of the head_below row
+    head_below: Point | None  # (offset, last_seen) of the row with the largest offset <= c
+    head_above: Point | None  # (offset, first_seen) of the row with the smallest offset > c
+    anchor_below: Point | None  # (offset, timestamp) of the largest anchor offset <= c
+    anchor_above: Point | None  # (offset, timestamp) of the smallest anchor offset >= c
+    newest_head: int | None  # largest head offset
+    oldest_head: Point | None  # (offset, first_seen) of the row with the smallest offset
+    head_below_since: float | None = None  # first_seen of the head_below row
 
 
 def append_time(c: int, below: Sequence[Point], above: Sequence[Point]) -> tuple[float, bool]:
@@ -107,7 +108,7 @@ def append_time(c: int, below: Sequence[Point], above: Sequence[Point]) -> tuple
     return min(max(t, lo), hi), False
 
 
-def anchor_candidates(c: int, anchors: Iterable[Optional[Point]]) -> tuple[list[Point], list[Point]]:
+def anchor_candidates(c: int, anchors: Iterable[Point | None]) -> tuple[list[Point], list[Point]]:
     """(lower, upper) candidates from anchors ``(o, ts)``: lower (o, ts) if o <= c, upper (o+1, ts) if o+1 > c."""
     lows: list[Point] = []
     highs: list[Point] = []
@@ -122,7 +123,7 @@ def anchor_candidates(c: int, anchors: Iterable[Optional[Point]]) -> tuple[list[
     return lows, highs
 
 
-def _holds_at(commit_first_seen: float, commit_last_seen: float, overtaken: Optional[float]) -> Optional[float]:
+def _holds_at(commit_first_seen: float, commit_last_seen: float, overtaken: float | None) -> float | None:
     """None: the lag grows with now (see evaluation_time); else the time it holds at."""
     static = commit_last_seen > commit_first_seen
     behind = overtaken is None or not math.isfinite(overtaken) or overtaken <= commit_last_seen
@@ -131,8 +132,9 @@ def _holds_at(commit_first_seen: float, commit_last_seen: float, overtaken: Opti
     return commit_last_seen
 
 
-def evaluation_time(commit_first_seen: float, commit_last_seen: float, now: float,
-                    overtaken_at: Optional[float] = None) -> float:
+def evaluation_time(
+    commit_first_seen: float, commit_last_seen: float, now: float, overtaken_at: float | None = None
+) -> float:
     """When a commit's lag holds: ``now`` if the commit is static (seen more than once) and was
     already behind at its latest sample, else that sample's time; never after now.
 
@@ -145,7 +147,7 @@ def evaluation_time(commit_first_seen: float, commit_last_seen: float, now: floa
     return now if at is None else min(at, now)
 
 
-def overtaken_at(inp) -> Optional[float]:
+def overtaken_at(inp) -> float | None:
     """first_seen of the smallest head row above the committed offset (head rows are samples;
     anchors are message times, not observations, so they do not count)."""
     c = int(inp.committed)
@@ -161,12 +163,12 @@ class Term(NamedTuple):
     (held_at None: the lag grows) or ``min(held_at, now)``. t_star None: caught up, 0 s."""
 
     partition: int
-    t_star: Optional[float]
+    t_star: float | None
     lower_bound: bool
-    held_at: Optional[float]
+    held_at: float | None
 
 
-def partition_term(inp) -> Optional[Term]:
+def partition_term(inp) -> Term | None:
     """The Term of one (group, topic, partition) from a store.LagInput-like object (duck-typed).
 
     None for a negative committed offset (no commit). Caught up (no head known, or
@@ -195,7 +197,7 @@ def partition_term(inp) -> Optional[Term]:
     return Term(partition, t_star, lower_bound, held_at)
 
 
-def _seconds(at: float, t_star: Optional[float]) -> float:
+def _seconds(at: float, t_star: float | None) -> float:
     """``at - t_star``, never negative or NaN; 0 when caught up (t_star None)."""
     seconds = 0.0 if t_star is None else at - t_star
     return float(seconds) if math.isfinite(seconds) and seconds > 0 else 0.0
@@ -203,11 +205,12 @@ def _seconds(at: float, t_star: Optional[float]) -> float:
 
 def term_lag(term: Term, now: float) -> PartitionLag:
     at = now if term.held_at is None else min(term.held_at, now)
-    return PartitionLag(partition=term.partition, seconds=_seconds(at, term.t_star), lower_bound=term.lower_bound,
-                        at=at)
+    return PartitionLag(
+        partition=term.partition, seconds=_seconds(at, term.t_star), lower_bound=term.lower_bound, at=at
+    )
 
 
-def partition_lag(inp, now: float) -> Optional[PartitionLag]:
+def partition_lag(inp, now: float) -> PartitionLag | None:
     """Lag of one (group, topic, partition) at ``now`` (None: no commit)."""
     term = partition_term(inp)
     return None if term is None else term_lag(term, now)
@@ -243,7 +246,7 @@ def history_bracket(heads: Iterable[HeadRow], anchors: Iterable[Point], c: int) 
         k = bisect.bisect_right(m_off, c)
         if k > 0:
             top = m_off[k - 1]
-            anchor_below = max((a for a in marks[bisect.bisect_left(m_off, top):k]), key=lambda a: a[1])
+            anchor_below = max((a for a in marks[bisect.bisect_left(m_off, top) : k]), key=lambda a: a[1])
         k = bisect.bisect_left(m_off, c)
         if k < len(marks):
             anchor_above = marks[k]
@@ -253,14 +256,14 @@ def history_bracket(heads: Iterable[HeadRow], anchors: Iterable[Point], c: int) 
 def _round(seconds: float) -> int:
     if not math.isfinite(seconds) or seconds <= 0:
         return 0
-    return int(math.floor(seconds + 0.5))
+    return math.floor(seconds + 0.5)
 
 
-def group_lag(parts: Iterable[Optional[PartitionLag]], now: float) -> GroupLag:
+def group_lag(parts: Iterable[PartitionLag | None], now: float) -> GroupLag:
     """The worst partition decides; ties go to the lowest partition number. None entries are skipped.
 
     This is the definition; the stages compute the same from a LagSummary (group_lag_at)."""
-    worst: Optional[PartitionLag] = None
+    worst: PartitionLag | None = None
     kept = [p for p in parts if p is not None]
     count = len(kept)
     for p in kept:
@@ -276,10 +279,20 @@ def group_lag(parts: Iterable[Optional[PartitionLag]], now: float) -> GroupLag:
         return GroupLag(seconds=0, worst_partition=None, lower_bound=False, partitions=0, calculated_at=now)
     if seconds == 0:  # every partition current: as of the newest evaluation
         newest = max((p.at for p in kept if math.isfinite(p.at)), default=now)
-        return GroupLag(seconds=0, worst_partition=None, lower_bound=False,
-                        partitions=count, calculated_at=min(newest, now))
-    return GroupLag(seconds=seconds, worst_partition=worst.partition, lower_bound=worst.lower_bound,
-                    partitions=count, calculated_at=worst.at)
+        return GroupLag(
+            seconds=0,
+            worst_partition=None,
+            lower_bound=False,
+            partitions=count,
+            calculated_at=min(newest, now),
+        )
+    return GroupLag(
+        seconds=seconds,
+        worst_partition=worst.partition,
+        lower_bound=worst.lower_bound,
+        partitions=count,
+        calculated_at=worst.at,
+    )
 
 
 class LagSummary(NamedTuple):
@@ -291,22 +304,30 @@ class LagSummary(NamedTuple):
     """
 
     partitions: int
-    growing: Optional[tuple[float, int, bool]]       # (t_star, partition, lower_bound): oldest t*
-    any_growing: bool                                # some partition is evaluated at now
-    held: Optional[tuple[float, int, bool, float]]   # (seconds, partition, lower_bound, at): worst
-    held_newest_at: Optional[float]                  # newest at of the held partitions
+    growing: tuple[float, int, bool] | None  # (t_star, partition, lower_bound): oldest t*
+    any_growing: bool  # some partition is evaluated at now
+    held: tuple[float, int, bool, float] | None  # (seconds, partition, lower_bound, at): worst
+    held_newest_at: float | None  # newest at of the held partitions
 
     def to_list(self) -> list:
-        return [self.partitions, None if self.growing is None else list(self.growing), self.any_growing,
-                None if self.held is None else list(self.held), self.held_newest_at]
+        return [
+            self.partitions,
+            None if self.growing is None else list(self.growing),
+            self.any_growing,
+            None if self.held is None else list(self.held),
+            self.held_newest_at,
+        ]
 
     @classmethod
-    def from_list(cls, v: Sequence) -> "LagSummary":
+    def from_list(cls, v: Sequence) -> LagSummary:
         partitions, growing, any_growing, held, newest = v
-        return cls(int(partitions), None if growing is None else (float(growing[0]), int(growing[1]), bool(growing[2])),
-                   bool(any_growing),
-                   None if held is None else (float(held[0]), int(held[1]), bool(held[2]), float(held[3])),
-                   None if newest is None else float(newest))
+        return cls(
+            int(partitions),
+            None if growing is None else (float(growing[0]), int(growing[1]), bool(growing[2])),
+            bool(any_growing),
+            None if held is None else (float(held[0]), int(held[1]), bool(held[2]), float(held[3])),
+            None if newest is None else float(newest),
+        )
 
 
 def summarize(terms: Iterable[Term]) -> LagSummary:
@@ -342,13 +363,25 @@ def group_lag_at(summary: LagSummary, now: float) -> GroupLag:
     seconds = _round(worst[0]) if worst is not None else 0
     if seconds == 0:
         newest = now if summary.any_growing or summary.held_newest_at is None else summary.held_newest_at
-        return GroupLag(seconds=0, worst_partition=None, lower_bound=False,
-                        partitions=summary.partitions, calculated_at=min(newest, now))
-    return GroupLag(seconds=seconds, worst_partition=worst[1], lower_bound=worst[2],
-                    partitions=summary.partitions, calculated_at=worst[3])
+        return GroupLag(
+            seconds=0,
+            worst_partition=None,
+            lower_bound=False,
+            partitions=summary.partitions,
+            calculated_at=min(newest, now),
+        )
+    return GroupLag(
+        seconds=seconds,
+        worst_partition=worst[1],
+        lower_bound=worst[2],
+        partitions=summary.partitions,
+        calculated_at=worst[3],
+    )
 
 
-def group_summaries(inputs: Iterable, keys: Iterable[tuple[str, str]] = ()) -> dict[tuple[str, str], LagSummary]:
+def group_summaries(
+    inputs: Iterable, keys: Iterable[tuple[str, str]] = ()
+) -> dict[tuple[str, str], LagSummary]:
     """The LagSummary of every (group_id, topic) in LagInput-like `inputs`; each of `keys` is
     present too, over no partitions when no input names it."""
     terms: dict[tuple[str, str], list[Term]] = {k: [] for k in keys}
@@ -359,7 +392,9 @@ def group_summaries(inputs: Iterable, keys: Iterable[tuple[str, str]] = ()) -> d
     return {k: summarize(v) for k, v in terms.items()}
 
 
-def group_lags(inputs: Iterable, now: float, keys: Iterable[tuple[str, str]] = ()) -> dict[tuple[str, str], GroupLag]:
+def group_lags(
+    inputs: Iterable, now: float, keys: Iterable[tuple[str, str]] = ()
+) -> dict[tuple[str, str], GroupLag]:
     """group_lag of every (group_id, topic) in LagInput-like `inputs` at ``now``, by way of
     their summaries; each of `keys` is present too, with lag 0 over no partitions when no
     input names it."""

@@ -26,6 +26,7 @@ cluster id, topics and committed offsets), so a broker can be restarted in place
 Exit codes: 0 ok; 1 failure (broker did not start, not running for `status`);
 2 a prerequisite is missing (java, mvn) or bad usage.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,13 +46,13 @@ from pathlib import Path
 DEFAULT_VERSION = "4.4.0"
 HOST = "127.0.0.1"
 USERS = {"admin": "admin-secret", "lagmon": "lagmon-secret"}
-READY_TIMEOUT = 90.0       # seconds from launching java until the broker answers
-STOP_TIMEOUT = 30.0        # seconds between SIGTERM and SIGKILL
-FETCH_TIMEOUT = 900.0      # seconds for one Maven run
-FORMAT_TIMEOUT = 120.0     # seconds for kafka.tools.StorageTool format
+READY_TIMEOUT = 90.0  # seconds from launching java until the broker answers
+STOP_TIMEOUT = 30.0  # seconds between SIGTERM and SIGKILL
+FETCH_TIMEOUT = 900.0  # seconds for one Maven run
+FORMAT_TIMEOUT = 120.0  # seconds for kafka.tools.StorageTool format
 HEAP = "-Xmx512m"
-OFFSETS_PARTITIONS = 4     # __consumer_offsets partitions: few, so the coordinator loads fast
-WARM_TIMEOUT = 60.0        # seconds for the group coordinator to load after the broker answers
+OFFSETS_PARTITIONS = 4  # __consumer_offsets partitions: few, so the coordinator loads fast
+WARM_TIMEOUT = 60.0  # seconds for the group coordinator to load after the broker answers
 
 POM = Path(__file__).resolve().with_name("kafka-pom.xml")
 COMPLETE_MARKER = ".complete"
@@ -70,6 +71,7 @@ def log(message: str) -> None:
 
 
 # ---------------------------------------------------------------- paths and prerequisites
+
 
 def cache_root() -> Path:
     return Path(os.environ.get("LAGMON_KAFKA_CACHE") or "~/.cache/lagmon/kafka").expanduser()
@@ -92,8 +94,11 @@ def java_command() -> str:
         return str(Path(home) / "bin" / "java")
     found = shutil.which("java")
     if not found:
-        raise Failure("prerequisite missing: java (a Java 17+ runtime) is not on PATH and JAVA_HOME "
-                      "is not set; install one, e.g. `apt-get install openjdk-17-jre-headless`", 2)
+        raise Failure(
+            "prerequisite missing: java (a Java 17+ runtime) is not on PATH and JAVA_HOME "
+            "is not set; install one, e.g. `apt-get install openjdk-17-jre-headless`",
+            2,
+        )
     return found
 
 
@@ -114,12 +119,16 @@ def check_java(version: str) -> str:
     need = 17 if major(version) >= 4 else 11
     have = java_major(java)
     if have < need:
-        raise Failure(f"prerequisite missing: Kafka {version} needs Java {need}+, {java} is Java {have}; "
-                      "set JAVA_HOME to a newer JDK", 2)
+        raise Failure(
+            f"prerequisite missing: Kafka {version} needs Java {need}+, {java} is Java {have}; "
+            "set JAVA_HOME to a newer JDK",
+            2,
+        )
     return java
 
 
 # ---------------------------------------------------------------- fetch
+
 
 def fetched(version: str) -> bool:
     lib = lib_dir(version)
@@ -133,27 +142,45 @@ def fetch(version: str) -> Path:
         return lib
     mvn = shutil.which("mvn")
     if not mvn:
-        raise Failure("prerequisite missing: mvn (Apache Maven 3.6+) is not on PATH; it fetches the "
-                      "Kafka jars from Maven Central; install it, e.g. `apt-get install maven`", 2)
+        raise Failure(
+            "prerequisite missing: mvn (Apache Maven 3.6+) is not on PATH; it fetches the "
+            "Kafka jars from Maven Central; install it, e.g. `apt-get install maven`",
+            2,
+        )
     lib.parent.mkdir(parents=True, exist_ok=True)
     with _locked(lib.parent / ".fetch.lock"):
         if fetched(version):  # another process fetched it while we waited
             return lib
         shutil.rmtree(lib, ignore_errors=True)
         profile = "kafka4" if major(version) >= 4 else "kafka3"
-        cmd = [mvn, "-q", "-B", "-Dstyle.color=never", "-f", str(POM), "dependency:copy-dependencies",
-               f"-DoutputDirectory={lib}", f"-Dkafka.version={version}", "-P", profile]
+        cmd = [
+            mvn,
+            "-q",
+            "-B",
+            "-Dstyle.color=never",
+            "-f",
+            str(POM),
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={lib}",
+            f"-Dkafka.version={version}",
+            "-P",
+            profile,
+        ]
         log(f"fetching Kafka {version} jars with Maven into {lib}")
         started = time.monotonic()
         try:
             out = subprocess.run(cmd, capture_output=True, text=True, timeout=FETCH_TIMEOUT)
         except subprocess.TimeoutExpired as exc:
-            raise Failure(f"Maven did not finish fetching Kafka {version} within {FETCH_TIMEOUT:.0f} s") from exc
+            raise Failure(
+                f"Maven did not finish fetching Kafka {version} within {FETCH_TIMEOUT:.0f} s"
+            ) from exc
         if out.returncode != 0 or not any(lib.glob("kafka_2.13-*.jar")):
             shutil.rmtree(lib.parent, ignore_errors=True)
-            raise Failure(f"Maven could not fetch org.apache.kafka:kafka_2.13:{version} "
-                          f"(exit {out.returncode}); command: {' '.join(cmd)}\n"
-                          f"{_maven_errors(out.stdout + out.stderr)}")
+            raise Failure(
+                f"Maven could not fetch org.apache.kafka:kafka_2.13:{version} "
+                f"(exit {out.returncode}); command: {' '.join(cmd)}\n"
+                f"{_maven_errors(out.stdout + out.stderr)}"
+            )
         (lib / COMPLETE_MARKER).write_text(version + "\n")
         jars = list(lib.glob("*.jar"))
         size = sum(p.stat().st_size for p in jars) / 1e6
@@ -163,17 +190,27 @@ def fetch(version: str) -> Path:
 
 def _maven_errors(output: str) -> str:
     """The informative [ERROR] lines of Maven's output (not its boilerplate)."""
-    boiler = ("re-run maven", "for more information", "[help", "to see the full stack", "after correcting",
-              "-> [help")
+    boiler = (
+        "re-run maven",
+        "for more information",
+        "[help",
+        "to see the full stack",
+        "after correcting",
+        "-> [help",
+    )
     lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in output.splitlines()]
-    errors = [line for line in lines if line.startswith("[ERROR]") and line[7:].strip()
-              and not line[7:].strip().lower().startswith(boiler)]
+    errors = [
+        line
+        for line in lines
+        if line.startswith("[ERROR]") and line[7:].strip() and not line[7:].strip().lower().startswith(boiler)
+    ]
     return "\n".join(errors[:5] or lines[-10:])
 
 
 @contextlib.contextmanager
 def _locked(path: Path):
     import fcntl
+
     with open(path, "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
@@ -184,20 +221,25 @@ def _locked(path: Path):
 
 # ---------------------------------------------------------------- configuration files
 
+
 def server_properties(workdir: Path, port: int, sasl_port: int, controller_port: int) -> str:
-    jaas = ("org.apache.kafka.common.security.plain.PlainLoginModule required "
-            'username="admin" password="admin-secret" '
-            + " ".join(f'user_{u}="{p}"' for u, p in USERS.items()) + ";")
+    jaas = (
+        "org.apache.kafka.common.security.plain.PlainLoginModule required "
+        'username="admin" password="admin-secret" '
+        + " ".join(f'user_{u}="{p}"' for u, p in USERS.items())
+        + ";"
+    )
     props = {
         "process.roles": "broker,controller",
         "node.id": "1",
         # A static quorum works the same for 3.9 and 4.x and needs no --standalone at format.
         "controller.quorum.voters": f"1@{HOST}:{controller_port}",
-        "listeners": (f"PLAINTEXT://{HOST}:{port},SASL_PLAINTEXT://{HOST}:{sasl_port},"
-                      f"CONTROLLER://{HOST}:{controller_port}"),
+        "listeners": (
+            f"PLAINTEXT://{HOST}:{port},SASL_PLAINTEXT://{HOST}:{sasl_port},"
+            f"CONTROLLER://{HOST}:{controller_port}"
+        ),
         "advertised.listeners": f"PLAINTEXT://{HOST}:{port},SASL_PLAINTEXT://{HOST}:{sasl_port}",
-        "listener.security.protocol.map":
-            "PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT",
         "controller.listener.names": "CONTROLLER",
         "inter.broker.listener.name": "PLAINTEXT",
         "sasl.enabled.mechanisms": "PLAIN",
@@ -259,6 +301,7 @@ def random_cluster_id() -> str:
 
 # ---------------------------------------------------------------- process handling
 
+
 def read_pid(workdir: Path) -> int | None:
     try:
         return int((workdir / "broker.pid").read_text().strip())
@@ -292,17 +335,24 @@ def metadata_ok(bootstrap: str, timeout: float = 5.0) -> bool | None:
         from confluent_kafka.admin import AdminClient  # type: ignore
     except ImportError:
         return None
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0,
-                         "logger": _quiet_logger(), "socket.connection.setup.timeout.ms": 3000})
+    admin = AdminClient(
+        {
+            "bootstrap.servers": bootstrap,
+            "log_level": 0,
+            "logger": _quiet_logger(),
+            "socket.connection.setup.timeout.ms": 3000,
+        }
+    )
     try:
         md = admin.list_topics(timeout=timeout)
         return bool(md.brokers)
-    except Exception:  # noqa: BLE001 - any failure just means "not ready yet"
+    except Exception:
         return False
 
 
 def _quiet_logger():
     import logging
+
     logger = logging.getLogger("kafka_broker.probe")
     logger.addHandler(logging.NullHandler())
     logger.propagate = False
@@ -362,7 +412,7 @@ def warm_group_coordinator(bootstrap: str, timeout: float = WARM_TIMEOUT) -> boo
         for future in admin.describe_consumer_groups(names, request_timeout=5).values():
             try:
                 future.result(timeout=10)
-            except Exception:  # noqa: BLE001 - KafkaException or a timeout: not ready yet
+            except Exception:
                 ok = False
         try:
             md = admin.list_topics(timeout=5).topics.get("__consumer_offsets")
@@ -393,6 +443,7 @@ def log_tail(workdir: Path, lines: int = 30) -> str:
 
 # ---------------------------------------------------------------- commands
 
+
 def cmd_fetch(args) -> int:
     started = time.monotonic()
     lib = fetch(args.version)
@@ -409,8 +460,10 @@ def cmd_start(args) -> int:
             log(f"already running (pid {pid}, {workdir})")
             print(bootstrap)
             return 0
-        raise Failure(f"broker pid {pid} is running but does not answer on {bootstrap}; "
-                      f"run `stop` first. Log tail:\n{log_tail(workdir)}")
+        raise Failure(
+            f"broker pid {pid} is running but does not answer on {bootstrap}; "
+            f"run `stop` first. Log tail:\n{log_tail(workdir)}"
+        )
     for p in (port, args.sasl_port, args.controller_port):
         if port_open(p, timeout=0.5):
             raise Failure(f"port {HOST}:{p} is already in use by a process not started from {workdir}")
@@ -434,8 +487,17 @@ def cmd_start(args) -> int:
         logcfg = workdir / "log4j.properties"
         logcfg.write_text(LOG4J1)
         log_opt = f"-Dlog4j.configuration=file:{logcfg}"
-    jvm = [java, HEAP, "-Xms128m", "-XX:+UseG1GC", "-Djava.awt.headless=true",
-           f"-Dkafka.logs.dir={workdir / 'logs'}", log_opt, "-cp", classpath]
+    jvm = [
+        java,
+        HEAP,
+        "-Xms128m",
+        "-XX:+UseG1GC",
+        "-Djava.awt.headless=true",
+        f"-Dkafka.logs.dir={workdir / 'logs'}",
+        log_opt,
+        "-cp",
+        classpath,
+    ]
 
     started = time.monotonic()
     if reuse:
@@ -447,30 +509,44 @@ def cmd_start(args) -> int:
         except subprocess.TimeoutExpired as exc:
             raise Failure(f"formatting the storage did not finish within {FORMAT_TIMEOUT:.0f} s") from exc
         if out.returncode != 0:
-            raise Failure(f"formatting the storage failed (exit {out.returncode}):\n"
-                          + "\n".join((out.stdout + out.stderr).strip().splitlines()[-20:]))
+            raise Failure(
+                f"formatting the storage failed (exit {out.returncode}):\n"
+                + "\n".join((out.stdout + out.stderr).strip().splitlines()[-20:])
+            )
 
     with open(workdir / "broker.log", "wb") as logfile:
-        proc = subprocess.Popen(jvm + ["kafka.Kafka", str(props)], stdin=subprocess.DEVNULL,
-                                stdout=logfile, stderr=subprocess.STDOUT, cwd=str(workdir),
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            jvm + ["kafka.Kafka", str(props)],
+            stdin=subprocess.DEVNULL,
+            stdout=logfile,
+            stderr=subprocess.STDOUT,
+            cwd=str(workdir),
+            start_new_session=True,
+        )
     (workdir / "broker.pid").write_text(f"{proc.pid}\n")
     if not wait_ready(proc.pid, port, workdir, READY_TIMEOUT, proc):
         code = proc.poll()
         state = f"exited with {code}" if code is not None else f"did not answer within {READY_TIMEOUT:.0f} s"
         stop_pid(proc.pid, workdir)
-        raise Failure(f"Kafka {args.version} broker {state}; log {workdir / 'broker.log'}:\n"
-                      f"{log_tail(workdir)}")
+        raise Failure(
+            f"Kafka {args.version} broker {state}; log {workdir / 'broker.log'}:\n{log_tail(workdir)}"
+        )
     warm = warm_group_coordinator(bootstrap)
     if warm is None:
-        log("confluent_kafka is not importable here: the group coordinator was not warmed up, so a "
-            "first committed-offsets request may still meet NOT_COORDINATOR (run with the venv python)")
+        log(
+            "confluent_kafka is not importable here: the group coordinator was not warmed up, so a "
+            "first committed-offsets request may still meet NOT_COORDINATOR (run with the venv python)"
+        )
     elif warm is False:
         stop_pid(proc.pid, workdir)
-        raise Failure(f"Kafka {args.version} answers but its group coordinator did not load within "
-                      f"{WARM_TIMEOUT:.0f} s; log {workdir / 'broker.log'}:\n{log_tail(workdir)}")
-    log(f"Kafka {args.version} ready in {time.monotonic() - started:.1f} s "
-        f"(pid {proc.pid}, workdir {workdir}; SASL_PLAINTEXT/PLAIN on {HOST}:{args.sasl_port})")
+        raise Failure(
+            f"Kafka {args.version} answers but its group coordinator did not load within "
+            f"{WARM_TIMEOUT:.0f} s; log {workdir / 'broker.log'}:\n{log_tail(workdir)}"
+        )
+    log(
+        f"Kafka {args.version} ready in {time.monotonic() - started:.1f} s "
+        f"(pid {proc.pid}, workdir {workdir}; SASL_PLAINTEXT/PLAIN on {HOST}:{args.sasl_port})"
+    )
     print(bootstrap)
     return 0
 
@@ -548,15 +624,25 @@ def cmd_status(args) -> int:
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("command", choices=["fetch", "start", "stop", "status"])
-    parser.add_argument("--version", default=os.environ.get("LAGMON_KAFKA_VERSION") or DEFAULT_VERSION,
-                        help=f"Kafka version (default $LAGMON_KAFKA_VERSION or {DEFAULT_VERSION})")
+    parser.add_argument(
+        "--version",
+        default=os.environ.get("LAGMON_KAFKA_VERSION") or DEFAULT_VERSION,
+        help=f"Kafka version (default $LAGMON_KAFKA_VERSION or {DEFAULT_VERSION})",
+    )
     parser.add_argument("--port", type=int, default=19092, help="PLAINTEXT port")
     parser.add_argument("--sasl-port", type=int, default=19093, help="SASL_PLAINTEXT (PLAIN) port")
     parser.add_argument("--controller-port", type=int, default=19094, help="KRaft controller port")
-    parser.add_argument("--workdir", type=Path, default=None,
-                        help="data, log and pid files (default ${TMPDIR:-/tmp}/lagmon-kafka-<port>)")
-    parser.add_argument("--keep-data", action="store_true",
-                        help="stop: keep the data directory; start: reuse it if already formatted")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="data, log and pid files (default ${TMPDIR:-/tmp}/lagmon-kafka-<port>)",
+    )
+    parser.add_argument(
+        "--keep-data",
+        action="store_true",
+        help="stop: keep the data directory; start: reuse it if already formatted",
+    )
     args = parser.parse_args(argv)
     if args.workdir is None:
         args.workdir = Path(os.environ.get("TMPDIR") or "/tmp") / f"lagmon-kafka-{args.port}"
@@ -569,8 +655,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     try:
         args = parse_args(sys.argv[1:] if argv is None else argv)
-        return {"fetch": cmd_fetch, "start": cmd_start, "stop": cmd_stop, "status": cmd_status}[
-            args.command](args)
+        return {"fetch": cmd_fetch, "start": cmd_start, "stop": cmd_stop, "status": cmd_status}[args.command](
+            args
+        )
     except Failure as exc:
         log(f"error: {exc}")
         return exc.code

@@ -36,8 +36,12 @@ def _broker_module():
 
 
 def _run_broker(command: str, timeout: float) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(BROKER_SCRIPT), command, *PORT_ARGS],
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, str(BROKER_SCRIPT), command, *PORT_ARGS],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def _answers(bootstrap: str, timeout: float = 5.0) -> bool:
@@ -69,10 +73,15 @@ def kafka_bootstrap():
         started = time.monotonic()
         out = _run_broker("start", START_TIMEOUT)
         if out.returncode != 0:
-            pytest.fail(f"could not start the test Kafka broker with {BROKER_SCRIPT.name} "
-                        f"(exit {out.returncode}):\n{out.stderr.strip()}", pytrace=False)
-        print(f"\nstarted Kafka for the tests in {time.monotonic() - started:.1f} s: "
-              f"{out.stderr.strip()}", file=sys.stderr)
+            pytest.fail(
+                f"could not start the test Kafka broker with {BROKER_SCRIPT.name} "
+                f"(exit {out.returncode}):\n{out.stderr.strip()}",
+                pytrace=False,
+            )
+        print(
+            f"\nstarted Kafka for the tests in {time.monotonic() - started:.1f} s: {out.stderr.strip()}",
+            file=sys.stderr,
+        )
     try:
         yield f"127.0.0.1:{PORT}"
     finally:
@@ -96,15 +105,20 @@ def make_topic(kafka_bootstrap):
 
     def make(partitions: int = 1, prefix: str = "t") -> str:
         name = f"{prefix}-{uuid.uuid4().hex[:10]}"
-        future = admin.create_topics([NewTopic(name, partitions, 1)], request_timeout=TOPIC_TIMEOUT,
-                                     operation_timeout=TOPIC_TIMEOUT)[name]
+        future = admin.create_topics(
+            [NewTopic(name, partitions, 1)], request_timeout=TOPIC_TIMEOUT, operation_timeout=TOPIC_TIMEOUT
+        )[name]
         future.result(timeout=TOPIC_TIMEOUT + 5)
         created.append(name)
         deadline = time.monotonic() + TOPIC_TIMEOUT
         while time.monotonic() < deadline:  # every partition has a leader
             topic = admin.list_topics(name, timeout=5).topics.get(name)
-            if (topic is not None and topic.error is None and len(topic.partitions) == partitions
-                    and all(p.leader >= 0 for p in topic.partitions.values())):
+            if (
+                topic is not None
+                and topic.error is None
+                and len(topic.partitions) == partitions
+                and all(p.leader >= 0 for p in topic.partitions.values())
+            ):
                 return name
             time.sleep(0.1)
         raise TimeoutError(f"topic {name} had no leader for every partition within {TOPIC_TIMEOUT:.0f} s")
@@ -115,5 +129,5 @@ def make_topic(kafka_bootstrap):
         for future in futures.values():
             try:
                 future.result(timeout=TOPIC_TIMEOUT + 5)
-            except Exception as exc:  # noqa: BLE001 - cleanup only; the test result stands
+            except Exception as exc:
                 print(f"could not delete a test topic: {exc}", file=sys.stderr)

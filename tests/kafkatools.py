@@ -38,8 +38,11 @@ def create_topic(bootstrap: str, topic: str, partitions: int = 1, timeout: float
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         md = a.list_topics(topic, timeout=5).topics.get(topic)
-        if md is not None and md.error is None and len(md.partitions) == partitions and all(
-            p.leader >= 0 for p in md.partitions.values()
+        if (
+            md is not None
+            and md.error is None
+            and len(md.partitions) == partitions
+            and all(p.leader >= 0 for p in md.partitions.values())
         ):
             return
         time.sleep(0.2)
@@ -153,15 +156,17 @@ class LagConsumer(threading.Thread):
 
     def __init__(self, bootstrap: str, group: str, topic: str, *, delay: float = 0.0, max_rate: float = 0.0):
         super().__init__(daemon=True)
-        self.consumer = Consumer({
-            "bootstrap.servers": bootstrap,
-            "group.id": group,
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": True,
-            "auto.commit.interval.ms": 500,
-            "enable.auto.offset.store": False,
-            "session.timeout.ms": 6000,
-        })
+        self.consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": group,
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": True,
+                "auto.commit.interval.ms": 500,
+                "enable.auto.offset.store": False,
+                "session.timeout.ms": 6000,
+            }
+        )
         self.consumer.subscribe([topic])
         self.delay, self.max_rate = delay, max_rate
         self.stop_event = threading.Event()
@@ -193,13 +198,23 @@ class Truth:
 
     def __init__(self, bootstrap: str):
         self.admin = admin(bootstrap)
-        self.reader = Consumer({"bootstrap.servers": bootstrap, "group.id": unique("truth"),
-                                "enable.auto.commit": False, "fetch.wait.max.ms": 10})
+        self.reader = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": unique("truth"),
+                "enable.auto.commit": False,
+                "fetch.wait.max.ms": 10,
+            }
+        )
         self._times: dict[tuple[str, int, int], float] = {}
 
     def committed(self, group: str, topic: str) -> dict[int, int]:
         fut = self.admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])[group]
-        return {tp.partition: tp.offset for tp in fut.result(10).topic_partitions if tp.topic == topic and tp.offset >= 0}
+        return {
+            tp.partition: tp.offset
+            for tp in fut.result(10).topic_partitions
+            if tp.topic == topic and tp.offset >= 0
+        }
 
     def heads(self, topic: str, partitions) -> dict[int, int]:
         futs = self.admin.list_offsets({TopicPartition(topic, p): OffsetSpec.latest() for p in partitions})

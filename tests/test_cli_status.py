@@ -37,19 +37,39 @@ def write_cfg(directory: Path, **database) -> Path:
 
 
 def status(config: Path, timeout: float = 30.0) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "lagmon", "status", "--config", str(config)],
-                          cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "lagmon", "status", "--config", str(config)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
-def heartbeats(store: Store, now: float, *, sampler_success_age: float | None, sampler_error: str | None = None):
+def heartbeats(
+    store: Store, now: float, *, sampler_success_age: float | None, sampler_error: str | None = None
+):
     """Rows for the three stages; the sampler's last success `sampler_success_age` seconds ago
     (None: it never succeeded)."""
     if sampler_success_age is not None:
-        store.heartbeat("sampler", pid=4101, started_at=now - 3600, at=now - sampler_success_age,
-                        interval=SAMPLE, success=True)
+        store.heartbeat(
+            "sampler",
+            pid=4101,
+            started_at=now - 3600,
+            at=now - sampler_success_age,
+            interval=SAMPLE,
+            success=True,
+        )
     if sampler_error is not None:
-        store.heartbeat("sampler", pid=4101, started_at=now - 3600, at=now - 1, interval=SAMPLE,
-                        success=False, error=sampler_error)
+        store.heartbeat(
+            "sampler",
+            pid=4101,
+            started_at=now - 3600,
+            at=now - 1,
+            interval=SAMPLE,
+            success=False,
+            error=sampler_error,
+        )
     store.heartbeat("reporter", pid=4102, started_at=now - 3600, at=now - 2, interval=SAMPLE, success=True)
     store.heartbeat("housekeeper", pid=4103, started_at=now - 3600, at=now - 30, interval=900, success=True)
 
@@ -66,11 +86,19 @@ def fill(path: str, now: float, **beats) -> None:
     for group, offset in (("laggard", 150), ("stopped", 100), ("current", 200)):
         store.record_commits({(group, "orders", 0): offset}, now - 120)
         store.record_commits({(group, "orders", 0): offset}, now - 5)
-    store.save_group_status([
-        GroupStatus("laggard", "orders", "online", now - 900, "first seen", 2, now - 5, now + 55, now - 5, 450.0),
-        GroupStatus("stopped", "orders", "offline", now - 400, "static", 0, now - 70, now + 530, now - 70, 600.0),
-        GroupStatus("current", "orders", "online", now - 900, "first seen", 0, now - 5, now + 55, now - 5, 0.0),
-    ])
+    store.save_group_status(
+        [
+            GroupStatus(
+                "laggard", "orders", "online", now - 900, "first seen", 2, now - 5, now + 55, now - 5, 450.0
+            ),
+            GroupStatus(
+                "stopped", "orders", "offline", now - 400, "static", 0, now - 70, now + 530, now - 70, 600.0
+            ),
+            GroupStatus(
+                "current", "orders", "online", now - 900, "first seen", 0, now - 5, now + 55, now - 5, 0.0
+            ),
+        ]
+    )
     heartbeats(store, now, **beats)
     store.close()
 
@@ -107,26 +135,33 @@ def test_fresh_database_prints_groups_and_stages_exit_0(tmp_path):
     assert rows["current"][:5] == ["current", "orders", "online", "< 1 minute", "fine"], text
     assert re.fullmatch(r"\d+s ago", rows["laggard"][5]) and 5 <= int(rows["laggard"][5][:-5]) <= 30
     assert re.fullmatch(r"\d+s ago", rows["stopped"][5]) and 70 <= int(rows["stopped"][5][:-5]) <= 95
-    order = [line.split()[0] for line in text.splitlines() if line.split() and line.split()[0] in rows
-             and line.split()[0] in ("stopped", "laggard", "current")]
-    assert order == ["stopped", "laggard", "current"]           # largest lag first
+    order = [
+        line.split()[0]
+        for line in text.splitlines()
+        if line.split() and line.split()[0] in rows and line.split()[0] in ("stopped", "laggard", "current")
+    ]
+    assert order == ["stopped", "laggard", "current"]  # largest lag first
     # the stages' heartbeats
     assert re.search(r"^STAGE\s+PID\s+LAST SUCCESS\s+HEARTBEAT\s+LAST ERROR$", text, re.M), text
     assert rows["sampler"][:2] == ["sampler", "4101"] and rows["sampler"][2].endswith("s ago")
     assert rows["reporter"][1] == "4102" and rows["housekeeper"][1] == "4103"
-    assert int(rows["housekeeper"][3][:-5]) >= 30                # heartbeat age shown
+    assert int(rows["housekeeper"][3][:-5]) >= 30  # heartbeat age shown
     assert "STALE" not in text
 
 
 def test_stale_sampler_heartbeat_exit_1(tmp_path):
     cfg = write_cfg(tmp_path)
-    fill(str(tmp_path / "state.db"), time.time(), sampler_success_age=10 * SAMPLE,
-         sampler_error="KafkaUnavailable: 127.0.0.1:9 unreachable")
+    fill(
+        str(tmp_path / "state.db"),
+        time.time(),
+        sampler_success_age=10 * SAMPLE,
+        sampler_error="KafkaUnavailable: 127.0.0.1:9 unreachable",
+    )
     out = status(cfg)
     assert out.returncode == 1, out.stdout + out.stderr
     assert "STALE" in out.stdout and "10 minutes" in out.stdout, out.stdout
-    assert "unreachable" in out.stdout                            # the sampler's error is shown
-    assert table_rows(out.stdout)["stopped"][2] == "offline"     # the groups are still listed
+    assert "unreachable" in out.stdout  # the sampler's error is shown
+    assert table_rows(out.stdout)["stopped"][2] == "offline"  # the groups are still listed
 
 
 def test_fresh_just_inside_three_intervals_exit_0(tmp_path):
@@ -136,10 +171,14 @@ def test_fresh_just_inside_three_intervals_exit_0(tmp_path):
     assert out.returncode == 0, out.stdout + out.stderr
 
 
-@pytest.mark.parametrize("beats", [
-    {"sampler_success_age": None},                                        # no sampler row at all
-    {"sampler_success_age": None, "sampler_error": "KafkaUnavailable: auth"},  # never succeeded
-], ids=["missing", "never-succeeded"])
+@pytest.mark.parametrize(
+    "beats",
+    [
+        {"sampler_success_age": None},  # no sampler row at all
+        {"sampler_success_age": None, "sampler_error": "KafkaUnavailable: auth"},  # never succeeded
+    ],
+    ids=["missing", "never-succeeded"],
+)
 def test_missing_sampler_heartbeat_exit_1(tmp_path, beats):
     cfg = write_cfg(tmp_path)
     fill(str(tmp_path / "state.db"), time.time(), **beats)
@@ -170,13 +209,17 @@ def test_missing_database_exit_3_and_not_created(tmp_path):
     assert "database error" in out.stderr and str(tmp_path / "state.db") in out.stderr
     assert "does not exist" in out.stderr
     assert "Traceback" not in out.stderr
-    assert sorted(os.listdir(tmp_path)) == before                # nothing created
+    assert sorted(os.listdir(tmp_path)) == before  # nothing created
 
 
-@pytest.mark.parametrize("content", [
-    b"this is not an sqlite database, just some text\n" * 200,
-    b"SQLite format 3\x00" + b"\xff" * 4080,                      # a damaged header
-], ids=["text", "damaged-header"])
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"this is not an sqlite database, just some text\n" * 200,
+        b"SQLite format 3\x00" + b"\xff" * 4080,  # a damaged header
+    ],
+    ids=["text", "damaged-header"],
+)
 def test_not_a_database_exit_3_and_untouched(tmp_path, content):
     cfg = write_cfg(tmp_path)
     db = tmp_path / "state.db"
@@ -208,13 +251,23 @@ def test_other_applications_sqlite_file_exit_3_and_untouched(tmp_path):
 # --------------------------------------------------------------------------- config errors
 
 
-@pytest.mark.parametrize("text, expect", [
-    ("kafka: [unclosed\n", "line"),                                                  # YAML syntax
-    ("kafka: {bootstrap_servers: 'x:1'}\nmonitoring: {sample_interval_seconds: -1}\n"
-     "database: {path: /tmp/x.db}\noutput: {json_path: /tmp/x.json}\n", "sample_interval_seconds"),
-    ("kafka: {bootstrap_servers: 'x:1'}\ndatabase: {path: /nonexistent-dir-lm/x.db}\n"
-     "output: {json_path: /tmp/x.json}\n", "database.path"),
-], ids=["yaml-syntax", "bad-value", "db-dir-missing"])
+@pytest.mark.parametrize(
+    "text, expect",
+    [
+        ("kafka: [unclosed\n", "line"),  # YAML syntax
+        (
+            "kafka: {bootstrap_servers: 'x:1'}\nmonitoring: {sample_interval_seconds: -1}\n"
+            "database: {path: /tmp/x.db}\noutput: {json_path: /tmp/x.json}\n",
+            "sample_interval_seconds",
+        ),
+        (
+            "kafka: {bootstrap_servers: 'x:1'}\ndatabase: {path: /nonexistent-dir-lm/x.db}\n"
+            "output: {json_path: /tmp/x.json}\n",
+            "database.path",
+        ),
+    ],
+    ids=["yaml-syntax", "bad-value", "db-dir-missing"],
+)
 def test_bad_config_exit_2(tmp_path, text, expect):
     cfg = tmp_path / "bad.yaml"
     cfg.write_text(text)

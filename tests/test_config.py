@@ -1,4 +1,5 @@
 """lagmon.config and `lagmon check-config`: a table of bad configurations, then the good cases."""
+
 from __future__ import annotations
 
 import copy
@@ -64,8 +65,12 @@ def write(tmp: Path, data) -> str:
     return str(path)
 
 
-SASL = {"kafka.security_protocol": "SASL_PLAINTEXT", "kafka.sasl_mechanism": "PLAIN",
-        "kafka.sasl_username": "lagmon", "kafka.sasl_password": "${LAGMON_TEST_PASSWORD}"}
+SASL = {
+    "kafka.security_protocol": "SASL_PLAINTEXT",
+    "kafka.sasl_mechanism": "PLAIN",
+    "kafka.sasl_username": "lagmon",
+    "kafka.sasl_password": "${LAGMON_TEST_PASSWORD}",
+}
 
 
 def sasl(**changes) -> dict:
@@ -74,43 +79,115 @@ def sasl(**changes) -> dict:
 
 # (id, changes to base_config() -- or raw YAML text, or None for "no file" --, expected text in stderr)
 BAD = [
-    ("unknown-key-suggestion", {"kafka.bootstrap_server": "x:1"},
-     ["kafka.bootstrap_server", "did you mean 'bootstrap_servers'?"]),
+    (
+        "unknown-key-suggestion",
+        {"kafka.bootstrap_server": "x:1"},
+        ["kafka.bootstrap_server", "did you mean 'bootstrap_servers'?"],
+    ),
     ("unknown-key-no-suggestion", {"monitoring.colour": "blue"}, ["monitoring.colour", "unknown key"]),
-    ("unknown-key-other-section", {"kafka.json_path": "/x"}, ["kafka.json_path", "belongs in section 'output'"]),
+    (
+        "unknown-key-other-section",
+        {"kafka.json_path": "/x"},
+        ["kafka.json_path", "belongs in section 'output'"],
+    ),
     ("unknown-section", {"monitorng": {}}, ["monitorng", "did you mean 'monitoring'?"]),
     ("section-not-mapping", {"monitoring": [1, 2]}, ["monitoring", "must be a mapping"]),
-    ("sample-interval-zero", {"monitoring.sample_interval_seconds": 0},
-     ["monitoring.sample_interval_seconds", "must be > 0 (got 0)"]),
-    ("sample-interval-negative", {"monitoring.sample_interval_seconds": -1}, ["monitoring.sample_interval_seconds"]),
-    ("offline-below-sample", {"monitoring.sample_interval_seconds": 120, "monitoring.offline_sample_interval_seconds": 60},
-     ["monitoring.offline_sample_interval_seconds", "must be >= monitoring.sample_interval_seconds (120)"]),
-    ("offline-zero", {"monitoring.offline_sample_interval_seconds": 0}, ["monitoring.offline_sample_interval_seconds"]),
-    ("report-interval-zero", {"monitoring.report_interval_seconds": 0}, ["monitoring.report_interval_seconds"]),
-    ("housekeeping-negative", {"monitoring.housekeeping_interval_seconds": -5},
-     ["monitoring.housekeeping_interval_seconds"]),
-    ("max-entries-one", {"monitoring.max_entries_per_partition": 1},
-     ["monitoring.max_entries_per_partition", "must be >= 2 (got 1)"]),
-    ("max-commit-entries-one", {"monitoring.max_commit_entries_per_partition": 1},
-     ["monitoring.max_commit_entries_per_partition", "must be >= 2"]),
-    ("consecutive-zero", {"monitoring.offline_detection_consecutive_samples": 0},
-     ["monitoring.offline_detection_consecutive_samples", "must be >= 1"]),
-    ("recovering-negative", {"monitoring.recovering_minimum_duration_seconds": -1},
-     ["monitoring.recovering_minimum_duration_seconds", "must be >= 0"]),
-    ("threshold-negative", {"monitoring.online_lag_threshold_seconds": -0.5},
-     ["monitoring.online_lag_threshold_seconds", "must be >= 0 (got -0.5)"]),
-    ("retention-zero", {"monitoring.absent_group_retention_seconds": 0}, ["monitoring.absent_group_retention_seconds"]),
+    (
+        "sample-interval-zero",
+        {"monitoring.sample_interval_seconds": 0},
+        ["monitoring.sample_interval_seconds", "must be > 0 (got 0)"],
+    ),
+    (
+        "sample-interval-negative",
+        {"monitoring.sample_interval_seconds": -1},
+        ["monitoring.sample_interval_seconds"],
+    ),
+    (
+        "offline-below-sample",
+        {"monitoring.sample_interval_seconds": 120, "monitoring.offline_sample_interval_seconds": 60},
+        ["monitoring.offline_sample_interval_seconds", "must be >= monitoring.sample_interval_seconds (120)"],
+    ),
+    (
+        "offline-zero",
+        {"monitoring.offline_sample_interval_seconds": 0},
+        ["monitoring.offline_sample_interval_seconds"],
+    ),
+    (
+        "report-interval-zero",
+        {"monitoring.report_interval_seconds": 0},
+        ["monitoring.report_interval_seconds"],
+    ),
+    (
+        "housekeeping-negative",
+        {"monitoring.housekeeping_interval_seconds": -5},
+        ["monitoring.housekeeping_interval_seconds"],
+    ),
+    (
+        "max-entries-one",
+        {"monitoring.max_entries_per_partition": 1},
+        ["monitoring.max_entries_per_partition", "must be >= 2 (got 1)"],
+    ),
+    (
+        "max-commit-entries-one",
+        {"monitoring.max_commit_entries_per_partition": 1},
+        ["monitoring.max_commit_entries_per_partition", "must be >= 2"],
+    ),
+    (
+        "consecutive-zero",
+        {"monitoring.offline_detection_consecutive_samples": 0},
+        ["monitoring.offline_detection_consecutive_samples", "must be >= 1"],
+    ),
+    (
+        "recovering-negative",
+        {"monitoring.recovering_minimum_duration_seconds": -1},
+        ["monitoring.recovering_minimum_duration_seconds", "must be >= 0"],
+    ),
+    (
+        "threshold-negative",
+        {"monitoring.online_lag_threshold_seconds": -0.5},
+        ["monitoring.online_lag_threshold_seconds", "must be >= 0 (got -0.5)"],
+    ),
+    (
+        "retention-zero",
+        {"monitoring.absent_group_retention_seconds": 0},
+        ["monitoring.absent_group_retention_seconds"],
+    ),
     ("request-timeout-zero", {"kafka.request_timeout_seconds": 0}, ["kafka.request_timeout_seconds"]),
-    ("seconds-infinite", "monitoring: {report_interval_seconds: .inf}", ["monitoring.report_interval_seconds", "finite"]),
-    ("bool-for-count", {"monitoring.max_entries_per_partition": True},
-     ["monitoring.max_entries_per_partition", "not a boolean (got True)"]),
-    ("bool-for-seconds", {"monitoring.sample_interval_seconds": True}, ["monitoring.sample_interval_seconds", "boolean"]),
-    ("string-for-count", {"monitoring.max_entries_per_partition": "300"},
-     ["monitoring.max_entries_per_partition", "not a string (got '300')"]),
-    ("string-for-seconds", {"monitoring.report_interval_seconds": "60"}, ["monitoring.report_interval_seconds"]),
-    ("float-for-count", {"monitoring.offline_detection_consecutive_samples": 5.0},
-     ["monitoring.offline_detection_consecutive_samples", "not a float (got 5.0)"]),
-    ("missing-bootstrap", {"kafka.bootstrap_servers": DELETE}, ["kafka.bootstrap_servers", "required key is missing"]),
+    (
+        "seconds-infinite",
+        "monitoring: {report_interval_seconds: .inf}",
+        ["monitoring.report_interval_seconds", "finite"],
+    ),
+    (
+        "bool-for-count",
+        {"monitoring.max_entries_per_partition": True},
+        ["monitoring.max_entries_per_partition", "not a boolean (got True)"],
+    ),
+    (
+        "bool-for-seconds",
+        {"monitoring.sample_interval_seconds": True},
+        ["monitoring.sample_interval_seconds", "boolean"],
+    ),
+    (
+        "string-for-count",
+        {"monitoring.max_entries_per_partition": "300"},
+        ["monitoring.max_entries_per_partition", "not a string (got '300')"],
+    ),
+    (
+        "string-for-seconds",
+        {"monitoring.report_interval_seconds": "60"},
+        ["monitoring.report_interval_seconds"],
+    ),
+    (
+        "float-for-count",
+        {"monitoring.offline_detection_consecutive_samples": 5.0},
+        ["monitoring.offline_detection_consecutive_samples", "not a float (got 5.0)"],
+    ),
+    (
+        "missing-bootstrap",
+        {"kafka.bootstrap_servers": DELETE},
+        ["kafka.bootstrap_servers", "required key is missing"],
+    ),
     ("missing-kafka-section", {"kafka": DELETE}, ["kafka.bootstrap_servers"]),
     ("null-bootstrap", {"kafka.bootstrap_servers": None}, ["kafka.bootstrap_servers", "is required"]),
     ("missing-database-path", {"database": DELETE}, ["database.path"]),
@@ -119,42 +196,95 @@ BAD = [
     ("database-dir-missing", {"database.path": "{tmp}/nope/state.db"}, ["database.path", "does not exist"]),
     ("json-path-is-directory", {"output.json_path": "{tmp}"}, ["output.json_path", "not a directory"]),
     ("bootstrap-empty", {"kafka.bootstrap_servers": " "}, ["kafka.bootstrap_servers", "non-empty"]),
-    ("bootstrap-port-too-big", {"kafka.bootstrap_servers": "b1:9092,b2:99999"},
-     ["kafka.bootstrap_servers", "entry 'b2:99999' has an invalid port"]),
+    (
+        "bootstrap-port-too-big",
+        {"kafka.bootstrap_servers": "b1:9092,b2:99999"},
+        ["kafka.bootstrap_servers", "entry 'b2:99999' has an invalid port"],
+    ),
     ("bootstrap-port-zero", {"kafka.bootstrap_servers": "b1:0"}, ["kafka.bootstrap_servers", "1..65535"]),
-    ("bootstrap-port-not-number", {"kafka.bootstrap_servers": "b1:http"}, ["kafka.bootstrap_servers", "invalid port"]),
+    (
+        "bootstrap-port-not-number",
+        {"kafka.bootstrap_servers": "b1:http"},
+        ["kafka.bootstrap_servers", "invalid port"],
+    ),
     ("bootstrap-no-port", {"kafka.bootstrap_servers": "broker1"}, ["kafka.bootstrap_servers", "host:port"]),
-    ("bootstrap-trailing-comma", {"kafka.bootstrap_servers": "b1:9092,"}, ["kafka.bootstrap_servers", "entry ''"]),
-    ("bootstrap-list", {"kafka.bootstrap_servers": ["b1:9092"]}, ["kafka.bootstrap_servers", "must be a string"]),
-    ("bad-protocol", {"kafka.security_protocol": "TLS"}, ["kafka.security_protocol", "must be one of PLAINTEXT"]),
+    (
+        "bootstrap-trailing-comma",
+        {"kafka.bootstrap_servers": "b1:9092,"},
+        ["kafka.bootstrap_servers", "entry ''"],
+    ),
+    (
+        "bootstrap-list",
+        {"kafka.bootstrap_servers": ["b1:9092"]},
+        ["kafka.bootstrap_servers", "must be a string"],
+    ),
+    (
+        "bad-protocol",
+        {"kafka.security_protocol": "TLS"},
+        ["kafka.security_protocol", "must be one of PLAINTEXT"],
+    ),
     ("bad-mechanism", sasl(sasl_mechanism="MD5"), ["kafka.sasl_mechanism", "SCRAM-SHA-512"]),
     ("sasl-missing-mechanism", sasl(sasl_mechanism=DELETE), ["kafka.sasl_mechanism", "is required when"]),
-    ("sasl-missing-username", sasl(sasl_username=DELETE),
-     ["kafka.sasl_username", "is required when sasl_mechanism is PLAIN"]),
-    ("scram-missing-password", sasl(sasl_mechanism="SCRAM-SHA-256", sasl_password=DELETE),
-     ["kafka.sasl_password", "SCRAM-SHA-256"]),
+    (
+        "sasl-missing-username",
+        sasl(sasl_username=DELETE),
+        ["kafka.sasl_username", "is required when sasl_mechanism is PLAIN"],
+    ),
+    (
+        "scram-missing-password",
+        sasl(sasl_mechanism="SCRAM-SHA-256", sasl_password=DELETE),
+        ["kafka.sasl_password", "SCRAM-SHA-256"],
+    ),
     ("sasl-empty-password", sasl(sasl_password=""), ["kafka.sasl_password", "is required"]),
     ("username-not-string", sasl(sasl_username=1234), ["kafka.sasl_username", "quote it"]),
-    ("ssl-missing-ca", {"kafka.security_protocol": "SSL"},
-     ["kafka.ssl_ca_location", "is required when security_protocol is SSL"]),
-    ("ssl-ca-not-found", {"kafka.security_protocol": "ssl", "kafka.ssl_ca_location": "{tmp}/missing.pem"},
-     ["kafka.ssl_ca_location", "file does not exist"]),
+    (
+        "ssl-missing-ca",
+        {"kafka.security_protocol": "SSL"},
+        ["kafka.ssl_ca_location", "is required when security_protocol is SSL"],
+    ),
+    (
+        "ssl-ca-not-found",
+        {"kafka.security_protocol": "ssl", "kafka.ssl_ca_location": "{tmp}/missing.pem"},
+        ["kafka.ssl_ca_location", "file does not exist"],
+    ),
     ("sasl-ssl-missing-ca", sasl(security_protocol="SASL_SSL"), ["kafka.ssl_ca_location", "SASL_SSL"]),
-    ("unset-variable", {"database.path": "${LAGMON_TEST_UNSET}/state.db"},
-     ["database.path", "environment variable 'LAGMON_TEST_UNSET' is not set"]),
+    (
+        "unset-variable",
+        {"database.path": "${LAGMON_TEST_UNSET}/state.db"},
+        ["database.path", "environment variable 'LAGMON_TEST_UNSET' is not set"],
+    ),
     ("unterminated-variable", {"kafka.sasl_username": "${LAGMON"}, ["kafka.sasl_username", "unterminated"]),
-    ("bad-variable-name", {"output.json_path": "${1X}/lag.json"}, ["output.json_path", "invalid environment variable"]),
+    (
+        "bad-variable-name",
+        {"output.json_path": "${1X}/lag.json"},
+        ["output.json_path", "invalid environment variable"],
+    ),
     ("exclude-not-list", {"exclude.topics": "__consumer_offsets"}, ["exclude.topics", "must be a list"]),
-    ("exclude-item-not-string", {"exclude.groups": ["ok", 7]}, ["exclude.groups", "item 1 must be a non-empty string"]),
+    (
+        "exclude-item-not-string",
+        {"exclude.groups": ["ok", 7]},
+        ["exclude.groups", "item 1 must be a non-empty string"],
+    ),
     ("exclude-item-empty", {"exclude.topics": [""]}, ["exclude.topics", "item 0"]),
     ("exclude-not-mapping", {"exclude": ["a"]}, ["exclude", "must be a mapping"]),
-    ("librdkafka-not-mapping", {"kafka.librdkafka": ["client.id=x"]}, ["kafka.librdkafka", "must be a mapping"]),
+    (
+        "librdkafka-not-mapping",
+        {"kafka.librdkafka": ["client.id=x"]},
+        ["kafka.librdkafka", "must be a mapping"],
+    ),
     ("librdkafka-nested", {"kafka.librdkafka": {"client.id": {"a": 1}}}, ["kafka.librdkafka", "'client.id'"]),
     ("librdkafka-null", {"kafka.librdkafka": {"client.id": None}}, ["kafka.librdkafka", "'client.id'"]),
-    ("yaml-syntax", "kafka:\n  bootstrap_servers: [a:1\ndatabase: {path: x}\n", ["config.yaml: line 3", "invalid YAML"]),
+    (
+        "yaml-syntax",
+        "kafka:\n  bootstrap_servers: [a:1\ndatabase: {path: x}\n",
+        ["config.yaml: line 3", "invalid YAML"],
+    ),
     ("yaml-tab", "kafka:\n\tbootstrap_servers: a:1\n", ["config.yaml: line 2, column 1"]),
-    ("yaml-duplicate-key", "kafka:\n  bootstrap_servers: a:1\n  bootstrap_servers: b:1\n",
-     ["line 3", "duplicate key 'bootstrap_servers'"]),
+    (
+        "yaml-duplicate-key",
+        "kafka:\n  bootstrap_servers: a:1\n  bootstrap_servers: b:1\n",
+        ["line 3", "duplicate key 'bootstrap_servers'"],
+    ),
     ("missing-file", None, ["config.yaml: file not found"]),
     ("empty-file", "", ["config.yaml: file is empty"]),
     ("comments-only", "# nothing here\n", ["file is empty"]),
@@ -178,16 +308,32 @@ def test_bad_config_exits_2_naming_the_key(tmp, capsys, changes, expected):
 
 
 def test_all_errors_are_reported_together(tmp, capsys):
-    changes = {"kafka.bootstrap_servers": "nohost", "kafka.sasl_mechanism": "MD5", "kafka.colour": 1,
-               "monitoring.sample_interval_seconds": 0, "monitoring.max_entries_per_partition": 1.5,
-               "database.path": DELETE, "output.json_path": "{tmp}/nope/lag.json", "exclude.topics": "x", "extra": 1}
+    changes = {
+        "kafka.bootstrap_servers": "nohost",
+        "kafka.sasl_mechanism": "MD5",
+        "kafka.colour": 1,
+        "monitoring.sample_interval_seconds": 0,
+        "monitoring.max_entries_per_partition": 1.5,
+        "database.path": DELETE,
+        "output.json_path": "{tmp}/nope/lag.json",
+        "exclude.topics": "x",
+        "extra": 1,
+    }
     path = write(tmp, build(changes, tmp))
     assert cli.main(["check-config", "--config", path]) == 2
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 9, lines
-    for key in ("extra", "kafka.colour", "kafka.bootstrap_servers", "kafka.sasl_mechanism",
-                "monitoring.sample_interval_seconds", "monitoring.max_entries_per_partition",
-                "database.path", "output.json_path", "exclude.topics"):
+    for key in (
+        "extra",
+        "kafka.colour",
+        "kafka.bootstrap_servers",
+        "kafka.sasl_mechanism",
+        "monitoring.sample_interval_seconds",
+        "monitoring.max_entries_per_partition",
+        "database.path",
+        "output.json_path",
+        "exclude.topics",
+    ):
         assert sum(f" {key}: " in line for line in lines) == 1, key
 
 
@@ -202,14 +348,25 @@ def test_config_error_lists_lines(tmp):
     assert str(info.value) == "\n".join(info.value.errors)
 
 
-@pytest.mark.parametrize("changes", [
-    pytest.param({"kafka.sasl_password": 123456}, id="password-not-string"),
-    pytest.param({"kafka.sasl_password": PASSWORD, "kafka.security_protocol": "SASL_SSL",
-                  "kafka.sasl_mechanism": "PLAIN"}, id="errors-next-to-password"),
-    pytest.param({"kafka.sasl_pasword": PASSWORD}, id="misspelt-password-key"),
-    pytest.param({"kafka.librdkafka": {"ssl.key.password": [PASSWORD]}}, id="librdkafka-secret"),
-    pytest.param({"kafka.sasl_password": PASSWORD, "kafka.sasl_username": "u"}, id="ignored-password-warning"),
-])
+@pytest.mark.parametrize(
+    "changes",
+    [
+        pytest.param({"kafka.sasl_password": 123456}, id="password-not-string"),
+        pytest.param(
+            {
+                "kafka.sasl_password": PASSWORD,
+                "kafka.security_protocol": "SASL_SSL",
+                "kafka.sasl_mechanism": "PLAIN",
+            },
+            id="errors-next-to-password",
+        ),
+        pytest.param({"kafka.sasl_pasword": PASSWORD}, id="misspelt-password-key"),
+        pytest.param({"kafka.librdkafka": {"ssl.key.password": [PASSWORD]}}, id="librdkafka-secret"),
+        pytest.param(
+            {"kafka.sasl_password": PASSWORD, "kafka.sasl_username": "u"}, id="ignored-password-warning"
+        ),
+    ],
+)
 def test_password_never_printed(tmp, capsys, changes):
     path = write(tmp, build({**changes, "monitoring.report_interval_seconds": 0}, tmp))
     assert cli.main(["check-config", "--config", path]) == 2
@@ -228,18 +385,32 @@ def load(tmp: Path, changes: dict | None = None) -> config.Config:
 
 
 def test_defaults_applied(tmp):
-    cfg = config.load(write(tmp, {"kafka": {"bootstrap_servers": "b:9092"}, "database": {"path": f"{tmp}/s.db"},
-                                  "output": {"json_path": f"{tmp}/l.json"}}))
+    cfg = config.load(
+        write(
+            tmp,
+            {
+                "kafka": {"bootstrap_servers": "b:9092"},
+                "database": {"path": f"{tmp}/s.db"},
+                "output": {"json_path": f"{tmp}/l.json"},
+            },
+        )
+    )
     assert cfg.kafka == config.KafkaSettings(bootstrap_servers="b:9092")
     assert cfg.kafka.security_protocol == "PLAINTEXT" and cfg.kafka.request_timeout_seconds == 10
     assert cfg.kafka.librdkafka == {}
     assert cfg.monitoring == config.MonitoringSettings()
-    assert (cfg.monitoring.sample_interval_seconds, cfg.monitoring.offline_sample_interval_seconds,
-            cfg.monitoring.report_interval_seconds, cfg.monitoring.housekeeping_interval_seconds,
-            cfg.monitoring.max_entries_per_partition, cfg.monitoring.max_commit_entries_per_partition,
-            cfg.monitoring.offline_detection_consecutive_samples,
-            cfg.monitoring.recovering_minimum_duration_seconds, cfg.monitoring.online_lag_threshold_seconds,
-            cfg.monitoring.absent_group_retention_seconds) == (60, 1800, 60, 900, 300, 100, 5, 900, 600, 604800)
+    assert (
+        cfg.monitoring.sample_interval_seconds,
+        cfg.monitoring.offline_sample_interval_seconds,
+        cfg.monitoring.report_interval_seconds,
+        cfg.monitoring.housekeeping_interval_seconds,
+        cfg.monitoring.max_entries_per_partition,
+        cfg.monitoring.max_commit_entries_per_partition,
+        cfg.monitoring.offline_detection_consecutive_samples,
+        cfg.monitoring.recovering_minimum_duration_seconds,
+        cfg.monitoring.online_lag_threshold_seconds,
+        cfg.monitoring.absent_group_retention_seconds,
+    ) == (60, 1800, 60, 900, 300, 100, 5, 900, 600, 604800)
     assert cfg.exclude == config.ExcludeSettings(topics=(), groups=())
     assert cfg.warnings == ()
 
@@ -250,17 +421,31 @@ def test_null_sections_and_keys_mean_defaults(tmp):
 
 
 def test_boundaries_accepted(tmp):
-    cfg = load(tmp, {"monitoring.max_entries_per_partition": 2, "monitoring.max_commit_entries_per_partition": 2,
-                     "monitoring.offline_detection_consecutive_samples": 1,
-                     "monitoring.recovering_minimum_duration_seconds": 0, "monitoring.online_lag_threshold_seconds": 0,
-                     "monitoring.sample_interval_seconds": 30, "monitoring.offline_sample_interval_seconds": 30})
+    cfg = load(
+        tmp,
+        {
+            "monitoring.max_entries_per_partition": 2,
+            "monitoring.max_commit_entries_per_partition": 2,
+            "monitoring.offline_detection_consecutive_samples": 1,
+            "monitoring.recovering_minimum_duration_seconds": 0,
+            "monitoring.online_lag_threshold_seconds": 0,
+            "monitoring.sample_interval_seconds": 30,
+            "monitoring.offline_sample_interval_seconds": 30,
+        },
+    )
     assert cfg.monitoring.max_entries_per_partition == 2
     assert cfg.monitoring.offline_sample_interval_seconds == cfg.monitoring.sample_interval_seconds == 30
 
 
 def test_float_seconds_accepted(tmp):
-    cfg = load(tmp, {"monitoring.sample_interval_seconds": 0.5, "monitoring.absent_group_retention_seconds": 1e5,
-                     "kafka.request_timeout_seconds": 2.5})
+    cfg = load(
+        tmp,
+        {
+            "monitoring.sample_interval_seconds": 0.5,
+            "monitoring.absent_group_retention_seconds": 1e5,
+            "kafka.request_timeout_seconds": 2.5,
+        },
+    )
     assert cfg.monitoring.sample_interval_seconds == 0.5
     assert cfg.monitoring.absent_group_retention_seconds == 100000.0
     assert cfg.kafka.request_timeout_seconds == 2.5
@@ -269,25 +454,41 @@ def test_float_seconds_accepted(tmp):
 def test_variable_expansion_and_dollar_escape(tmp, monkeypatch):
     monkeypatch.setenv("LAGMON_TEST_DIR", str(tmp))
     monkeypatch.setenv("LAGMON_TEST_HOST", "kafka.internal")
-    cfg = load(tmp, {"kafka.bootstrap_servers": "${LAGMON_TEST_HOST}:9092,${LAGMON_TEST_HOST}:9093",
-                     "database.path": "${LAGMON_TEST_DIR}/state.db", "exclude.groups": ["cost$$-${LAGMON_TEST_HOST}"],
-                     "kafka.librdkafka": {"client.id": "lag$$mon"}})
+    cfg = load(
+        tmp,
+        {
+            "kafka.bootstrap_servers": "${LAGMON_TEST_HOST}:9092,${LAGMON_TEST_HOST}:9093",
+            "database.path": "${LAGMON_TEST_DIR}/state.db",
+            "exclude.groups": ["cost$$-${LAGMON_TEST_HOST}"],
+            "kafka.librdkafka": {"client.id": "lag$$mon"},
+        },
+    )
     assert cfg.kafka.bootstrap_servers == "kafka.internal:9092,kafka.internal:9093"
     assert cfg.database.path == f"{tmp}/state.db"
     assert cfg.exclude.groups == ("cost$-kafka.internal",)
     assert cfg.kafka.librdkafka == {"client.id": "lag$mon"}
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("plain", "plain"), ("a$b", "a$b"), ("$$", "$"), ("$${X}", "${X}"), ("${X}${X}", "xx"), ("<${X}>", "<x>"),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("plain", "plain"),
+        ("a$b", "a$b"),
+        ("$$", "$"),
+        ("$${X}", "${X}"),
+        ("${X}${X}", "xx"),
+        ("<${X}>", "<x>"),
+    ],
+)
 def test_expand(text, expected):
     assert config.expand(text, {"X": "x"}) == expected
 
 
 def test_security_normalised_and_sasl_accepted(tmp):
-    cfg = load(tmp, sasl(security_protocol="sasl_ssl", sasl_mechanism="scram-sha-512",
-                         ssl_ca_location="{tmp}/ca.pem"))
+    cfg = load(
+        tmp,
+        sasl(security_protocol="sasl_ssl", sasl_mechanism="scram-sha-512", ssl_ca_location="{tmp}/ca.pem"),
+    )
     assert (cfg.kafka.security_protocol, cfg.kafka.sasl_mechanism) == ("SASL_SSL", "SCRAM-SHA-512")
     assert cfg.kafka.sasl_password == PASSWORD and cfg.warnings == ()
     assert PASSWORD not in repr(cfg)
@@ -298,20 +499,49 @@ def test_bootstrap_servers_forms(tmp):
     assert cfg.kafka.bootstrap_servers == "b1:9092,[::1]:65535,10.0.0.1:1"
 
 
-@pytest.mark.parametrize("changes, expected", [
-    pytest.param({"kafka.sasl_username": "u"}, ["kafka.sasl_username set but security_protocol is PLAINTEXT",
-                                                "incomplete (kafka.sasl_password is missing)"], id="user-no-password"),
-    pytest.param({"kafka.sasl_mechanism": "PLAIN", "kafka.sasl_password": "${LAGMON_TEST_PASSWORD}",
-                   "kafka.security_protocol": "SSL", "kafka.ssl_ca_location": "{tmp}/ca.pem"},
-                 ["kafka.sasl_mechanism, kafka.sasl_password set but security_protocol is SSL (no SASL), so ignored"],
-                 id="sasl-under-ssl"),
-    pytest.param(sasl(sasl_mechanism="GSSAPI"), ["kafka.sasl_username, kafka.sasl_password set but not used by "
-                                                 "sasl_mechanism GSSAPI"], id="gssapi-with-password"),
-    pytest.param({"kafka.ssl_ca_location": "/nonexistent/ca.pem"}, ["kafka.ssl_ca_location set but"], id="ca-unused"),
-    pytest.param({"kafka.librdkafka": {"sasl.username": "x"}}, ["'sasl.username' overrides kafka.sasl_username"],
-                 id="librdkafka-override"),
-    pytest.param({"database.path": "state.db"}, ["database.path 'state.db' is relative"], id="relative-path"),
-])
+@pytest.mark.parametrize(
+    "changes, expected",
+    [
+        pytest.param(
+            {"kafka.sasl_username": "u"},
+            [
+                "kafka.sasl_username set but security_protocol is PLAINTEXT",
+                "incomplete (kafka.sasl_password is missing)",
+            ],
+            id="user-no-password",
+        ),
+        pytest.param(
+            {
+                "kafka.sasl_mechanism": "PLAIN",
+                "kafka.sasl_password": "${LAGMON_TEST_PASSWORD}",
+                "kafka.security_protocol": "SSL",
+                "kafka.ssl_ca_location": "{tmp}/ca.pem",
+            },
+            [
+                "kafka.sasl_mechanism, kafka.sasl_password set but security_protocol is SSL (no SASL), so ignored"
+            ],
+            id="sasl-under-ssl",
+        ),
+        pytest.param(
+            sasl(sasl_mechanism="GSSAPI"),
+            ["kafka.sasl_username, kafka.sasl_password set but not used by sasl_mechanism GSSAPI"],
+            id="gssapi-with-password",
+        ),
+        pytest.param(
+            {"kafka.ssl_ca_location": "/nonexistent/ca.pem"},
+            ["kafka.ssl_ca_location set but"],
+            id="ca-unused",
+        ),
+        pytest.param(
+            {"kafka.librdkafka": {"sasl.username": "x"}},
+            ["'sasl.username' overrides kafka.sasl_username"],
+            id="librdkafka-override",
+        ),
+        pytest.param(
+            {"database.path": "state.db"}, ["database.path 'state.db' is relative"], id="relative-path"
+        ),
+    ],
+)
 def test_warnings(tmp, monkeypatch, capsys, changes, expected):
     monkeypatch.chdir(tmp)
     path = write(tmp, build(changes, tmp))
@@ -325,12 +555,27 @@ def test_warnings(tmp, monkeypatch, capsys, changes, expected):
 
 
 def test_librdkafka_passthrough(tmp):
-    cfg = load(tmp, {"kafka.librdkafka": {"client.id": "lagmon", "socket.keepalive.enable": True,
-                                          "enable.sparse.connections": False, "retries": 3, "retry.backoff.ms": 0.5,
-                                          "ssl.key.password": "${LAGMON_TEST_PASSWORD}"}})
-    assert cfg.kafka.librdkafka == {"client.id": "lagmon", "socket.keepalive.enable": "true",
-                                    "enable.sparse.connections": "false", "retries": "3", "retry.backoff.ms": "0.5",
-                                    "ssl.key.password": PASSWORD}
+    cfg = load(
+        tmp,
+        {
+            "kafka.librdkafka": {
+                "client.id": "lagmon",
+                "socket.keepalive.enable": True,
+                "enable.sparse.connections": False,
+                "retries": 3,
+                "retry.backoff.ms": 0.5,
+                "ssl.key.password": "${LAGMON_TEST_PASSWORD}",
+            }
+        },
+    )
+    assert cfg.kafka.librdkafka == {
+        "client.id": "lagmon",
+        "socket.keepalive.enable": "true",
+        "enable.sparse.connections": "false",
+        "retries": "3",
+        "retry.backoff.ms": "0.5",
+        "ssl.key.password": PASSWORD,
+    }
     shown = config.masked(cfg)["kafka"]["librdkafka"]
     assert shown["ssl.key.password"] == MASK and shown["client.id"] == "lagmon"
 
@@ -358,7 +603,11 @@ def test_check_config_prints_masked_yaml(tmp, capsys):
 
 
 def _example(tmp: Path) -> str:
-    return EXAMPLE.read_text().replace("/var/lib/lagmon/", f"{tmp}/").replace("/etc/lagmon/ca.pem", f"{tmp}/ca.pem")
+    return (
+        EXAMPLE.read_text()
+        .replace("/var/lib/lagmon/", f"{tmp}/")
+        .replace("/etc/lagmon/ca.pem", f"{tmp}/ca.pem")
+    )
 
 
 def test_example_config_passes(tmp, capsys):
@@ -367,7 +616,9 @@ def test_example_config_passes(tmp, capsys):
     out, err = capsys.readouterr()
     assert err == ""
     shown = yaml.safe_load(out)
-    assert shown["database"]["path"] == f"{tmp}/state.db" and shown["output"]["json_path"] == f"{tmp}/lag.json"
+    assert (
+        shown["database"]["path"] == f"{tmp}/state.db" and shown["output"]["json_path"] == f"{tmp}/lag.json"
+    )
     assert shown["exclude"]["topics"] == ["__consumer_offsets", "__transaction_state"]
 
 
@@ -393,15 +644,23 @@ def test_loading_never_touches_the_network(tmp, monkeypatch):
 
     def refuse(*args, **kwargs):
         raise AssertionError("config loading must not connect")
+
     monkeypatch.setattr(socket, "create_connection", refuse)
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket, "getaddrinfo", refuse)
     assert load(tmp, sasl()).kafka.bootstrap_servers == "broker1:9092,broker2:9092"
 
 
-@pytest.mark.parametrize("argv, code", [
-    ([], 2), (["bogus"], 2), (["check-config"], 2), (["check-config", "--config"], 2), (["--help"], 0),
-])
+@pytest.mark.parametrize(
+    "argv, code",
+    [
+        ([], 2),
+        (["bogus"], 2),
+        (["check-config"], 2),
+        (["check-config", "--config"], 2),
+        (["--help"], 0),
+    ],
+)
 def test_cli_usage(argv, code, capsys):
     assert cli.main(argv) == code
     capsys.readouterr()

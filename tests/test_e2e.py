@@ -22,7 +22,7 @@ from __future__ import annotations
 import statistics
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from confluent_kafka import Producer
@@ -30,9 +30,9 @@ from confluent_kafka import Producer
 from tests.kafkatools import (
     LagConsumer,
     StageProcess,
-    TruthRecorder,
     SteadyProducer,
     Truth,
+    TruthRecorder,
     create_topic,
     read_report,
     unique,
@@ -85,7 +85,8 @@ def test_lag_json_matches_message_timestamps(kafka_bootstrap, tmp_path):
     burst_keeper, burst_laggard = f"{tag}-burst-keeper", f"{tag}-burst-laggard"
     legacy, secret_reader = f"legacy-{tag}", f"{tag}-secret-reader"
     cfg = write_config(
-        tmp_path, kafka_bootstrap,
+        tmp_path,
+        kafka_bootstrap,
         exclude={"topics": ["secret-*"], "groups": ["legacy-*"]},
     )
     report_path = tmp_path / "lag.json"
@@ -106,8 +107,13 @@ def test_lag_json_matches_message_timestamps(kafka_bootstrap, tmp_path):
     for t in threads + list(consumers.values()):
         t.start()
     stages = [StageProcess("sampler", cfg), StageProcess("reporter", cfg)]
-    pairs = [(keeper, steady), (laggard, steady), (stopper, steady),
-             (burst_keeper, bursty), (burst_laggard, bursty)]
+    pairs = [
+        (keeper, steady),
+        (laggard, steady),
+        (stopper, steady),
+        (burst_keeper, bursty),
+        (burst_laggard, bursty),
+    ]
     truth = TruthRecorder(kafka_bootstrap, pairs)
     truth.start()
     seen_reports = []
@@ -149,10 +155,15 @@ def test_lag_json_matches_message_timestamps(kafka_bootstrap, tmp_path):
 
         # Phase 2: the stopped group becomes offline/coarse and its lag keeps growing, truly.
         consumers[stopper].stop()
-        off = wait_for(lambda: (e := entry(snapshot(), stopper, steady)) and e["status"] == "offline" and e,
-                       30, what="stopper offline")
+        off = wait_for(
+            lambda: (e := entry(snapshot(), stopper, steady)) and e["status"] == "offline" and e,
+            30,
+            what="stopper offline",
+        )
         assert off["data_resolution"] == "coarse"
-        wait_for(lambda: entry(snapshot(), stopper, steady)["lag_seconds"] >= 12, 30, what="stopper lag >= 12s")
+        wait_for(
+            lambda: entry(snapshot(), stopper, steady)["lag_seconds"] >= 12, 30, what="stopper lag >= 12s"
+        )
         e = entry(snapshot(), stopper, steady)
         assert error(time.time(), e, (stopper, steady)) <= TOLERANCE
         assert e["worst_partition"] in (0, 1, 2)
@@ -204,10 +215,16 @@ def test_sampler_monitors_through_sasl_listener(kafka_bootstrap, kafka_sasl_boot
         [ConsumerGroupTopicPartitions(group, [TopicPartition(topic, 0, 5), TopicPartition(topic, 1, 20)])]
     )[group].result(10)
     env = {"LAGMON_TEST_SASL_PASSWORD": "lagmon-secret"}
-    cfg = write_config(tmp_path, kafka_sasl_bootstrap, kafka={
-        "security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "PLAIN",
-        "sasl_username": "lagmon", "sasl_password": "${LAGMON_TEST_SASL_PASSWORD}",
-    })
+    cfg = write_config(
+        tmp_path,
+        kafka_sasl_bootstrap,
+        kafka={
+            "security_protocol": "SASL_PLAINTEXT",
+            "sasl_mechanism": "PLAIN",
+            "sasl_username": "lagmon",
+            "sasl_password": "${LAGMON_TEST_SASL_PASSWORD}",
+        },
+    )
     for stage in ("sampler", "reporter"):
         s = StageProcess(stage, cfg, extra=["--once"], env=env)
         s.proc.wait(60)
@@ -223,7 +240,7 @@ def test_sampler_monitors_through_sasl_listener(kafka_bootstrap, kafka_sasl_boot
         # The commit (offset 5) is below lagmon's first head snapshot: the sampler anchors it on
         # the message's own timestamp, so the lag is exact, not a lower bound.
         # judged at the report's own calculated_at (whole seconds: +1 s of precision)
-        at = datetime.strptime(e["calculated_at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()
+        at = datetime.strptime(e["calculated_at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
         assert abs(e["lag_seconds"] - truth.lag(group, topic, now=at)) <= TOLERANCE + 1
         assert e["lag_seconds"] >= 500 and e["lag_lower_bound"] is False
     finally:

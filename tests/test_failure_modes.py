@@ -22,9 +22,15 @@ HOUR, DAY, YEAR = 3600.0, 86_400.0, 365 * 86_400.0
 def inp(rows, c, *, anchors=(), commit_first=None, commit_last=None, partition=0):
     b = history_bracket(rows, list(anchors), c)
     last = rows[-1][2] if rows else T0
-    return SimpleNamespace(group_id="g", topic="t", partition=partition, committed=c,
-                           commit_first_seen=last - 60 if commit_first is None else commit_first,
-                           commit_last_seen=last if commit_last is None else commit_last, **b._asdict())
+    return SimpleNamespace(
+        group_id="g",
+        topic="t",
+        partition=partition,
+        committed=c,
+        commit_first_seen=last - 60 if commit_first is None else commit_first,
+        commit_last_seen=last if commit_last is None else commit_last,
+        **b._asdict(),
+    )
 
 
 def lag(rows, c, now, **kw) -> PartitionLag:
@@ -48,7 +54,7 @@ def case_no_extrapolation_below_oldest():
     now = T0 + HOUR + 60
     p = lag(rows, 4_000_000, now)
     assert p.lower_bound
-    assert p.seconds == now - T0              # lower bound now - t_oldest, not years
+    assert p.seconds == now - T0  # lower bound now - t_oldest, not years
     assert p.seconds < YEAR
     # an exact anchor (the message's own timestamp) replaces the bound with the truth
     q = lag(rows, 4_000_000, now, anchors=[(4_000_000, T0 - 3 * DAY)])
@@ -59,11 +65,11 @@ def case_flat_only_history_dy_zero():
     # the head never moved: one row, first_seen < last_seen; no division by zero anywhere
     rows = [(42, T0, T0 + 3 * DAY)]
     now = T0 + 3 * DAY
-    assert lag(rows, 42, now).seconds == 0          # at the head: caught up
+    assert lag(rows, 42, now).seconds == 0  # at the head: caught up
     p = lag(rows, 41, now)
     assert p.lower_bound and p.seconds == now - T0  # appended before the history began
     with pytest.raises(ValueError):
-        append_time(42, [(42, 5.0)], [(42, 9.0)])   # no point above c: the caller treats it as caught up
+        append_time(42, [(42, 5.0)], [(42, 9.0)])  # no point above c: the caller treats it as caught up
     t, lower = append_time(42, [(42, 5.0), (42, 7.0)], [(43, 7.0), (43, 9.0)])
     assert (t, lower) == (7.0, False) and math.isfinite(t)
 
@@ -76,7 +82,7 @@ def case_plateau_at_history_span():
     assert len(thin) <= 60 and thin[0] == rows[0]
     c = rows[3][0] + 5
     full, thinned = lag(rows, c, now), lag(thin, c, now)
-    assert thinned.seconds > 30 * 60 * 10                              # far beyond a 30-minute window
+    assert thinned.seconds > 30 * 60 * 10  # far beyond a 30-minute window
     assert thinned.seconds == pytest.approx(full.seconds, rel=0.05)
     # below what is kept, an anchor covers what fell off the end
     assert lag(thin, 500, now, anchors=[(500, T0 - DAY)]).seconds == now - (T0 - DAY)
@@ -96,19 +102,23 @@ def case_restart_keeps_history():
 def case_topic_recreated_history_afresh():
     # the store reset the partition when the head went down; the fresh history gives sane lags
     reset_at = T0 + 30 * DAY
-    fresh = [(0, reset_at, reset_at), (10, reset_at + 60, reset_at + 60), (20, reset_at + 120, reset_at + 180)]
+    fresh = [
+        (0, reset_at, reset_at),
+        (10, reset_at + 60, reset_at + 60),
+        (20, reset_at + 120, reset_at + 180),
+    ]
     now = reset_at + 200
-    assert lag(fresh, 500, now).seconds == 0           # an old commit beyond the new head: clamped
+    assert lag(fresh, 500, now).seconds == 0  # an old commit beyond the new head: clamped
     p = lag(fresh, 5, now)
     assert not p.lower_bound and p.seconds == pytest.approx(now - (reset_at + 30))
-    assert p.seconds <= now - reset_at                 # never older than the new topic
-    poisoned = [(0, T0, T0), (1000, T0 + DAY, T0 + DAY)] + fresh   # what not resetting would mean
+    assert p.seconds <= now - reset_at  # never older than the new topic
+    poisoned = [(0, T0, T0), (1000, T0 + DAY, T0 + DAY)] + fresh  # what not resetting would mean
     assert lag(poisoned[:2], 5, now).seconds > 29 * DAY
 
 
 def case_no_commit_not_counted():
     p = inp([(10, T0, T0), (20, T0 + 60, T0 + 60)], -1)
-    assert partition_lag(p, T0 + 60) is None          # -1 (no commit) is not "offset 0"
+    assert partition_lag(p, T0 + 60) is None  # -1 (no commit) is not "offset 0"
     g = group_lag([partition_lag(p, T0 + 60)], T0 + 60)
     assert (g.seconds, g.partitions, g.worst_partition) == (0, 0, None)
 
@@ -141,13 +151,13 @@ def case_stopped_groups_stay_with_growing_lag():
     rows = [(0, T0, T0), (6000, T0 + 600, T0 + 600)]
     commit_first = T0 + 300
     s, lags, now = initial(T0 + 300), [], T0 + 300
-    for i in range(30):
+    for _i in range(30):
         now += 60 if s.state is State.ONLINE else 1800
-        p = lag(rows, 3000, now, commit_first=commit_first, commit_last=now)   # same offset every sample
+        p = lag(rows, 3000, now, commit_first=commit_first, commit_last=now)  # same offset every sample
         s = step(s, advanced=False, lag_seconds=p.seconds, now=now, t=t)
         lags.append(p.seconds)
     assert s.state is State.OFFLINE
-    assert lags == sorted(lags) and lags[-1] > 12 * HOUR                   # still reported, lag keeps growing
+    assert lags == sorted(lags) and lags[-1] > 12 * HOUR  # still reported, lag keeps growing
 
 
 def case_bounded_history_memory():
@@ -157,9 +167,13 @@ def case_bounded_history_memory():
 
 
 CASES = [
-    pytest.param(case_negative_lag_clamped,
-                 id="KE#76,KE#169,KE#191,KE#262,KE#287,KE#437,Burrow#20,KLE#138:negative-lag-c>h-clamped-to-0"),
-    pytest.param(case_no_extrapolation_below_oldest, id="KLE#175,KLE#496:no-extrapolation-below-oldest-lower-bound"),
+    pytest.param(
+        case_negative_lag_clamped,
+        id="KE#76,KE#169,KE#191,KE#262,KE#287,KE#437,Burrow#20,KLE#138:negative-lag-c>h-clamped-to-0",
+    ),
+    pytest.param(
+        case_no_extrapolation_below_oldest, id="KLE#175,KLE#496:no-extrapolation-below-oldest-lower-bound"
+    ),
     pytest.param(case_flat_only_history_dy_zero, id="KLE-spec-dy==0:flat-only-history"),
     pytest.param(case_plateau_at_history_span, id="themoah/klag#30:no-plateau-at-history-span"),
     pytest.param(case_restart_keeps_history, id="KLE-PR#333,Burrow#740:restart-same-lag-no-spike"),
@@ -167,7 +181,9 @@ CASES = [
     pytest.param(case_no_commit_not_counted, id="KLE#37,KLE#45:no-commit-not-counted"),
     pytest.param(case_nan_never_leaks, id="KLE#125,KLE#404:never-NaN-int-seconds"),
     pytest.param(case_resolution_beyond_poll_interval, id="KLE#353:anchor-beats-poll-interval-resolution"),
-    pytest.param(case_stopped_groups_stay_with_growing_lag, id="KLE#36,KLE#63,KLE#66,KLE#290:offline-stays-lag-grows"),
+    pytest.param(
+        case_stopped_groups_stay_with_growing_lag, id="KLE#36,KLE#63,KLE#66,KLE#290:offline-stays-lag-grows"
+    ),
     pytest.param(case_bounded_history_memory, id="KE#385,DD-PR#23301:bounded-history"),
 ]
 

@@ -47,10 +47,11 @@ PORT, SASL_PORT, CONTROLLER_PORT = 17092, 17093, 17094
 FIRST_START_TIMEOUT = 900.0  # a first run may fetch the broker jars with Maven
 RESTART_TIMEOUT = 180.0
 STOP_TIMEOUT = 120.0
-OUTAGE = 15.0                # seconds the broker stays away in test 2
+OUTAGE = 15.0  # seconds the broker stays away in test 2
 
 LOG_RECORD = re.compile(
-    r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR|CRITICAL) (\S+) ?(.*)$")
+    r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR|CRITICAL) (\S+) ?(.*)$"
+)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -66,15 +67,29 @@ class OwnBroker:
         self.running = False
 
     def _run(self, *args: str, timeout: float) -> subprocess.CompletedProcess:
-        cmd = [sys.executable, str(BROKER_SCRIPT), *args, "--port", str(PORT), "--sasl-port", str(SASL_PORT),
-               "--controller-port", str(CONTROLLER_PORT), "--workdir", str(self.workdir)]
+        cmd = [
+            sys.executable,
+            str(BROKER_SCRIPT),
+            *args,
+            "--port",
+            str(PORT),
+            "--sasl-port",
+            str(SASL_PORT),
+            "--controller-port",
+            str(CONTROLLER_PORT),
+            "--workdir",
+            str(self.workdir),
+        ]
         return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
 
     def start(self, *, keep_data: bool, timeout: float = RESTART_TIMEOUT) -> None:
         out = self._run("start", *(["--keep-data"] if keep_data else []), timeout=timeout)
         if out.returncode != 0:
-            pytest.fail(f"could not start the fault-test broker on {self.bootstrap} "
-                        f"(exit {out.returncode}):\n{out.stderr.strip()}", pytrace=False)
+            pytest.fail(
+                f"could not start the fault-test broker on {self.bootstrap} "
+                f"(exit {out.returncode}):\n{out.stderr.strip()}",
+                pytrace=False,
+            )
         self.running = True
 
     def stop(self, *, keep_data: bool) -> None:
@@ -157,9 +172,17 @@ def epoch(iso: str) -> float:
 
 
 def sasl_config(directory: Path, password: str, timeout: float) -> Path:
-    return write_config(directory, f"{HOST}:{SASL_PORT}", kafka={
-        "security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "PLAIN",
-        "sasl_username": "lagmon", "sasl_password": password, "request_timeout_seconds": timeout})
+    return write_config(
+        directory,
+        f"{HOST}:{SASL_PORT}",
+        kafka={
+            "security_protocol": "SASL_PLAINTEXT",
+            "sasl_mechanism": "PLAIN",
+            "sasl_username": "lagmon",
+            "sasl_password": password,
+            "request_timeout_seconds": timeout,
+        },
+    )
 
 
 # ----------------------------------------------------------------------------- 1. unreachable at start
@@ -234,16 +257,35 @@ def test_broker_outage_and_recovery(own_broker, tmp_path):
 
         # after recovery: fresh again, new head rows, the group sampled and reported again
         wait_for(lambda: not read_report(report_path)["monitor"]["stale"], 45, what="lag.json fresh again")
-        wait_for(lambda: ro_query(db, "SELECT count(*) FROM partition_offsets WHERE first_seen > ?",
-                                  (started_at,))[0][0] >= 2, 30, what="new head rows after recovery")
-        wait_for(lambda: ro_query(db, "SELECT count(*) FROM consumer_commits WHERE group_id = ? "
-                                  "AND last_seen > ?", (group, started_at))[0][0] >= 1,
-                 30, what="the group's commits sampled after recovery")
+        wait_for(
+            lambda: (
+                ro_query(db, "SELECT count(*) FROM partition_offsets WHERE first_seen > ?", (started_at,))[0][
+                    0
+                ]
+                >= 2
+            ),
+            30,
+            what="new head rows after recovery",
+        )
+        wait_for(
+            lambda: (
+                ro_query(
+                    db,
+                    "SELECT count(*) FROM consumer_commits WHERE group_id = ? AND last_seen > ?",
+                    (group, started_at),
+                )[0][0]
+                >= 1
+            ),
+            30,
+            what="the group's commits sampled after recovery",
+        )
 
         def reported_again():
             rep = read_report(report_path)
             e = entry(rep, group, topic)
-            return e if e and epoch(rep["generated_at"]) > started_at and not rep["monitor"]["stale"] else None
+            return (
+                e if e and epoch(rep["generated_at"]) > started_at and not rep["monitor"]["stale"] else None
+            )
 
         again = wait_for(reported_again, 15, what="the group reported after recovery")
         assert sampler.proc.poll() is None and sampler.proc.pid == pid, sampler.log()
@@ -256,11 +298,15 @@ def test_broker_outage_and_recovery(own_broker, tmp_path):
     assert again["lag_seconds"] >= 0 and again["status"] in ("online", "recovering", "offline")
 
     # no observation dated inside the outage (a sample in flight at the stop is stamped before it)
-    invented = ro_query(db, "SELECT 'head', topic, partition, offset, first_seen, last_seen FROM partition_offsets "
-                            "WHERE (first_seen > ? AND first_seen < ?) OR (last_seen > ? AND last_seen < ?) "
-                            "UNION ALL SELECT 'commit', topic, partition, committed_offset, first_seen, last_seen "
-                            "FROM consumer_commits WHERE (first_seen > ? AND first_seen < ?) "
-                            "OR (last_seen > ? AND last_seen < ?)", (down_at, up_at) * 4)
+    invented = ro_query(
+        db,
+        "SELECT 'head', topic, partition, offset, first_seen, last_seen FROM partition_offsets "
+        "WHERE (first_seen > ? AND first_seen < ?) OR (last_seen > ? AND last_seen < ?) "
+        "UNION ALL SELECT 'commit', topic, partition, committed_offset, first_seen, last_seen "
+        "FROM consumer_commits WHERE (first_seen > ? AND first_seen < ?) "
+        "OR (last_seen > ? AND last_seen < ?)",
+        (down_at, up_at) * 4,
+    )
     assert invented == [], f"rows observed while the broker was down ({down_at:.2f}..{up_at:.2f}): {invented}"
 
     # the reporter kept rewriting lag.json, which went stale during the outage
@@ -272,9 +318,14 @@ def test_broker_outage_and_recovery(own_broker, tmp_path):
     records = log_records(sampler.log())
     errors = [f"{lvl} {m}" for lvl, m in records if lvl in ("ERROR", "CRITICAL")]
     recovered = loud(records, r"^recovered")
-    failures = [m for m in loud(records, r"\bunreachable\b|\bfail|\brefused\b|" + re.escape(bootstrap))
-                if m not in recovered]
-    assert len(errors) == 1 and bootstrap in errors[0], "want ONE error line for the outage:\n" + "\n".join(errors)
+    failures = [
+        m
+        for m in loud(records, r"\bunreachable\b|\bfail|\brefused\b|" + re.escape(bootstrap))
+        if m not in recovered
+    ]
+    assert len(errors) == 1 and bootstrap in errors[0], "want ONE error line for the outage:\n" + "\n".join(
+        errors
+    )
     assert len(failures) == 1, "want ONE loud line for the outage:\n" + "\n".join(failures)
     assert len(recovered) == 1 and recovered[0].startswith("INFO"), recovered
     assert not [m for lvl, m in records if lvl == "RAW"], sampler.log()
@@ -290,8 +341,13 @@ def test_wrong_sasl_password(own_broker, tmp_path):
     timeout = 5.0
     cfg = sasl_config(tmp_path / "once", password, timeout)
     started = time.monotonic()
-    out = subprocess.run([sys.executable, "-m", "processes.sampler", "--config", str(cfg), "--once"],
-                         cwd=REPO, capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "processes.sampler", "--config", str(cfg), "--once"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     elapsed = time.monotonic() - started
     output = out.stdout + out.stderr
     assert out.returncode != 0, output
@@ -305,8 +361,11 @@ def test_wrong_sasl_password(own_broker, tmp_path):
     cfg = sasl_config(directory, password, timeout)
     sampler = StageProcess("sampler", cfg)
     try:
-        wait_for(lambda: (st := stage_state(directory / "state.db", "sampler")) and st.last_error, 20,
-                 what="sampler heartbeat with an error")
+        wait_for(
+            lambda: (st := stage_state(directory / "state.db", "sampler")) and st.last_error,
+            20,
+            what="sampler heartbeat with an error",
+        )
         time.sleep(6)
         assert sampler.proc.poll() is None, sampler.log()
         state = stage_state(directory / "state.db", "sampler")
@@ -340,8 +399,10 @@ def test_kafka_outage_logged_once_per_kind_whatever_the_request(caplog):
     """What the tests above rely on, without a broker: KafkaUnavailable's text names the
     request that failed (it changes between retries); its kind decides the outage."""
     caplog.set_level(logging.DEBUG, logger="lagmon")
-    unreachable = [KafkaUnavailable(f"kafka unreachable at h:1 while {what}", kind="unreachable")
-                   for what in ("listing topics", "fetching committed offsets of 1 group(s)", "listing topics")]
+    unreachable = [
+        KafkaUnavailable(f"kafka unreachable at h:1 while {what}", kind="unreachable")
+        for what in ("listing topics", "fetching committed offsets of 1 group(s)", "listing topics")
+    ]
     auth = [KafkaUnavailable("kafka authentication failed at h:1", kind="auth")] * 2
     script = [*unreachable, *auth, 0.0, unreachable[1], 0.0]
     stop = StopFlag()
@@ -361,4 +422,6 @@ def test_kafka_outage_logged_once_per_kind_whatever_the_request(caplog):
     assert len(errors) == 3, loud_lines  # unreachable, then auth; after a success, a new outage
     assert "listing topics" in errors[0] and "authentication" in errors[1] and "committed" in errors[2]
     assert [m for _l, m in loud_lines if m.startswith("recovered")] == [
-        "recovered: step succeeded after 5 failed attempt(s)", "recovered: step succeeded after 1 failed attempt(s)"]
+        "recovered: step succeeded after 5 failed attempt(s)",
+        "recovered: step succeeded after 1 failed attempt(s)",
+    ]

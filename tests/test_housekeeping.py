@@ -24,7 +24,6 @@ import random
 import sqlite3
 import time
 
-
 from lagmon import config, thinning
 from lagmon.sampling import Sampler
 from lagmon.stages import Housekeeper, Reporter
@@ -41,8 +40,8 @@ MAX_ENTRIES = 300
 MAX_COMMITS = 100
 RETENTION = 2 * DAY
 
-ARCHIVER_OFF = T0 + DAY + 7 * MIN      # the archiver's last commit
-GHOST_GONE = T0 + 12 * HOUR            # the ghost group's last appearance in the cluster
+ARCHIVER_OFF = T0 + DAY + 7 * MIN  # the archiver's last commit
+GHOST_GONE = T0 + 12 * HOUR  # the ghost group's last appearance in the cluster
 
 
 # --------------------------------------------------------------------------- simulated cluster
@@ -67,7 +66,7 @@ class SimPartition:
         return self.cum[h] + self.rates[h] * (t - T0 - h * HOUR)
 
     def head(self, t: float) -> int:
-        return self.base + int(math.floor(self.count(t) + 1e-9))
+        return self.base + math.floor(self.count(t) + 1e-9)
 
     def append_time(self, offset: int) -> float:
         """When the message at `offset` was appended (the head went from offset to offset + 1)."""
@@ -93,8 +92,15 @@ def slow_rates(rng: random.Random) -> list[float]:
 class Consumer:
     """A group's committed offsets: `delay` seconds behind the head while working."""
 
-    def __init__(self, topic: str, delay: float, *, stops_at: float | None = None,
-                 flap: tuple[float, float] | None = None, gone_at: float | None = None):
+    def __init__(
+        self,
+        topic: str,
+        delay: float,
+        *,
+        stops_at: float | None = None,
+        flap: tuple[float, float] | None = None,
+        gone_at: float | None = None,
+    ):
         self.topic, self.delay, self.stops_at, self.flap, self.gone_at = topic, delay, stops_at, flap, gone_at
 
     def listed(self, now: float) -> bool:
@@ -132,11 +138,11 @@ class SimCluster:
             for _ in range(20):
                 kind = rng.random()
                 if kind < 0.5:
-                    rates = [0.0] * WEEK_HOURS                                  # idle
+                    rates = [0.0] * WEEK_HOURS  # idle
                 elif kind < 0.8:
                     rates = [rng.uniform(1, 50)] * 3 + [0.0] * (WEEK_HOURS - 3)  # day-0 burst
                 else:
-                    rates = [1 / (rng.uniform(3, 8) * HOUR)] * WEEK_HOURS      # trickle
+                    rates = [1 / (rng.uniform(3, 8) * HOUR)] * WEEK_HOURS  # trickle
                 parts.append(SimPartition(rates, rng.randrange(10**5)))
             self.parts[f"bulk-{b}"] = parts
         self.groups_: dict[str, Consumer] = {
@@ -263,7 +269,7 @@ def test_simulated_week_bounded_tables_size_and_offline_lag(tmp_path):
     reporter = Reporter(cfg, r_store, quiet())
 
     sizes: list[tuple[float, int]] = []
-    lag_checks: list[tuple[float, float, int]] = []   # (now, true lag, reported lag) of the archiver
+    lag_checks: list[tuple[float, float, int]] = []  # (now, true lag, reported lag) of the archiver
     transitions_by_day: dict[int, int] = {}
     ghost_seen_until = None
     worst_heads = worst_commits = 0
@@ -282,12 +288,16 @@ def test_simulated_week_bounded_tables_size_and_offline_lag(tmp_path):
             assert heads <= MAX_ENTRIES, f"day {(now - T0) / DAY:.2f}: {heads} head rows in one partition"
             assert commits <= MAX_COMMITS, f"day {(now - T0) / DAY:.2f}: {commits} commit rows in one key"
             sizes.append((now, db_bytes(path)))
-            transitions_by_day[int((now - T0) // DAY)] = raw(path, "SELECT count(*) FROM group_transitions")[0][0]
+            transitions_by_day[int((now - T0) // DAY)] = raw(path, "SELECT count(*) FROM group_transitions")[
+                0
+            ][0]
             if ("ghost", "clicks") in r_store.group_statuses():
                 ghost_seen_until = now
         if now >= ARCHIVER_OFF + HOUR and i % 30 == 0:
             rows = {(r.group_id, r.topic): r for r in reporter.rows(now)}
-            lag_checks.append((now, cluster.true_lag("archiver", now), rows[("archiver", "orders")].lag_seconds))
+            lag_checks.append(
+                (now, cluster.true_lag("archiver", now), rows[("archiver", "orders")].lag_seconds)
+            )
     elapsed = time.monotonic() - started
 
     # 1. bounded history tables: the caps are reached (so thinning was exercised) and never exceeded
@@ -297,28 +307,32 @@ def test_simulated_week_bounded_tables_size_and_offline_lag(tmp_path):
     after_day1 = [b for t, b in sizes if t >= T0 + DAY]
     reference = after_day1[0]
     assert max(after_day1) <= reference * 1.25 + 256 * 1024, (
-        f"db+wal grew from {reference} bytes at day 1 to {max(after_day1)} bytes")
+        f"db+wal grew from {reference} bytes at day 1 to {max(after_day1)} bytes"
+    )
     assert max(after_day1) < 16 * 1024 * 1024
 
     # 3. the offline group's lag follows the truth all week: no plateau at the history span
     assert lag_checks[-1][1] > 5.5 * DAY
-    bad = [(round((t - T0) / DAY, 2), round(truth), got) for t, truth, got in lag_checks
-           if abs(got - truth) > max(0.05 * truth, 2 * SAMPLE)]
+    bad = [
+        (round((t - T0) / DAY, 2), round(truth), got)
+        for t, truth, got in lag_checks
+        if abs(got - truth) > max(0.05 * truth, 2 * SAMPLE)
+    ]
     assert not bad, f"archiver lag off by > 5% (day, true, reported): {bad[:10]}"
     worst_error = max(abs(got - truth) / truth for _t, truth, got in lag_checks if truth >= HOUR)
     statuses = r_store.group_statuses()
-    assert statuses[("archiver", "orders")].state == "offline"   # offline for 6 days, still present:
-    assert statuses[("billing", "orders")].state == "online"     # not purged
+    assert statuses[("archiver", "orders")].state == "offline"  # offline for 6 days, still present:
+    assert statuses[("billing", "orders")].state == "online"  # not purged
 
     # 4. the ghost (absent since 12 h) was purged one retention later, with its commits and transitions
     assert ghost_seen_until is not None
-    assert GHOST_GONE + RETENTION <= ghost_seen_until + HOUSEKEEPING
+    assert ghost_seen_until + HOUSEKEEPING >= GHOST_GONE + RETENTION
     assert ghost_seen_until < GHOST_GONE + RETENTION + OFFLINE_SAMPLE + 2 * HOUSEKEEPING
     assert raw(path, "SELECT count(*) FROM consumer_commits WHERE group_id = 'ghost'") == [(0,)]
     assert raw(path, "SELECT count(*) FROM group_transitions WHERE group_id = 'ghost'") == [(0,)]
 
     # 5. the flapping group's transitions stay within the retention window: flat after it
-    assert transitions_by_day[1] > 20                      # the flapper did flap
+    assert transitions_by_day[1] > 20  # the flapper did flap
     window = [transitions_by_day[d] for d in range(3, 7)]
     assert max(window) <= 1.3 * min(window), f"transitions per day-end: {transitions_by_day}"
     oldest = raw(path, "SELECT min(at) FROM group_transitions")[0][0]
@@ -327,18 +341,29 @@ def test_simulated_week_bounded_tables_size_and_offline_lag(tmp_path):
     assert s_store.integrity_check() == "ok"
     for s in (s_store, h_store, r_store):
         s.close()
-    print(f"\nsimulated week: {steps} samples, {len(sizes)} housekeeping passes in {elapsed:.1f} s; "
-          f"db+wal {reference} -> {max(after_day1)} bytes; transitions per day-end {transitions_by_day}; "
-          f"archiver lag worst relative error {worst_error:.4f}")
+    print(
+        f"\nsimulated week: {steps} samples, {len(sizes)} housekeeping passes in {elapsed:.1f} s; "
+        f"db+wal {reference} -> {max(after_day1)} bytes; transitions per day-end {transitions_by_day}; "
+        f"archiver lag worst relative error {worst_error:.4f}"
+    )
 
 
 # --------------------------------------------------------------------------- purge / prune, one pass each
 
 
 def status(group: str, topic: str, last_present: float, state: str = "offline") -> GroupStatus:
-    return GroupStatus(group_id=group, topic=topic, state=state, since=last_present, reason="test",
-                       static_samples=0, last_sampled=last_present, next_sample=last_present + OFFLINE_SAMPLE,
-                       last_present=last_present, lag_seconds=10.0)
+    return GroupStatus(
+        group_id=group,
+        topic=topic,
+        state=state,
+        since=last_present,
+        reason="test",
+        static_samples=0,
+        last_sampled=last_present,
+        next_sample=last_present + OFFLINE_SAMPLE,
+        last_present=last_present,
+        lag_seconds=10.0,
+    )
 
 
 def test_purge_absent_groups_after_retention(tmp_path):
@@ -349,9 +374,9 @@ def test_purge_absent_groups_after_retention(tmp_path):
     store.record_heads({("t", 0): 100}, now - 3 * DAY)
     store.record_heads({("t", 0): 200}, now)
     rows = {
-        "long-gone": now - RETENTION - 1,          # absent just longer than the retention: purged
-        "recent": now - RETENTION + 60,            # absent, but not long enough: kept
-        "present": now - 30,                       # sampled a moment ago: kept
+        "long-gone": now - RETENTION - 1,  # absent just longer than the retention: purged
+        "recent": now - RETENTION + 60,  # absent, but not long enough: kept
+        "present": now - 30,  # sampled a moment ago: kept
     }
     store.save_group_status([status(g, "t", at) for g, at in rows.items()])
     store.save_group_status([status("long-gone", "other-topic", now - 60)])  # same group, other topic: kept
@@ -362,8 +387,10 @@ def test_purge_absent_groups_after_retention(tmp_path):
     keeper.step(now)
 
     assert set(store.group_statuses()) == {("recent", "t"), ("present", "t"), ("long-gone", "other-topic")}
-    assert {g for g, in raw(cfg.database.path, "SELECT DISTINCT group_id FROM consumer_commits")} == {
-        "recent", "present"}
+    assert {g for (g,) in raw(cfg.database.path, "SELECT DISTINCT group_id FROM consumer_commits")} == {
+        "recent",
+        "present",
+    }
     assert {r.group_id for r in reporter_rows(cfg, store, now)} == {"recent", "present", "long-gone"}
     assert raw(cfg.database.path, "SELECT group_id FROM group_transitions WHERE group_id = 'long-gone'") == []
     # a second pass is a no-op
@@ -385,14 +412,18 @@ def test_transitions_pruned_past_retention_even_for_present_groups(tmp_path):
     for hour in range(0, 30 * 24):
         at = T0 + hour * HOUR
         store.save_group_status([status("flapper", "t", at, state="online")])
-        store.add_transitions([Transition("flapper", "t", at, "online", "offline", "static"),
-                               Transition("flapper", "t", at + 60, "offline", "online", "advanced")])
+        store.add_transitions(
+            [
+                Transition("flapper", "t", at, "online", "offline", "static"),
+                Transition("flapper", "t", at + 60, "offline", "online", "advanced"),
+            ]
+        )
         if hour % 6 == 0:
             keeper.step(at + 61)
             counts.append(raw(cfg.database.path, "SELECT count(*) FROM group_transitions")[0][0])
     per_window = 2 * RETENTION / HOUR
     assert max(counts) <= per_window + 2 * 6 + 2
-    assert counts[-1] >= per_window - 2           # the recent ones are kept
+    assert counts[-1] >= per_window - 2  # the recent ones are kept
     assert ("flapper", "t") in store.group_statuses()
     store.close()
 
@@ -410,7 +441,7 @@ def test_thinning_keeps_offline_lag_on_a_long_head_history(tmp_path):
         store.record_heads({("orders", 0): sp.head(now)}, now)
         if i % 15 == 0:
             store.thin_heads(MAX_ENTRIES, thinning.keep_indexes)
-    store.record_commits({("g", "orders", 0): c}, now)   # still there: static
+    store.record_commits({("g", "orders", 0): c}, now)  # still there: static
     assert max_rows(cfg.database.path, "partition_offsets", "topic, partition") <= MAX_ENTRIES
     truth = now - sp.append_time(c)
     got = reporter_rows(cfg, store, now)[0].lag_seconds
@@ -439,6 +470,8 @@ def test_sampler_does_not_spin_after_a_group_leaves(tmp_path):
         if i % int(HOUSEKEEPING / SAMPLE) == 0:
             keeper.step(now)
     spin = [t for t, d in delays.items() if d < 1.0]
-    assert not spin, (f"sampler.step returned < 1 s at {len(spin)} of {len(delays)} samples, "
-                      f"first at {spin[0] - GHOST_GONE:.0f} s after the ghost group left")
+    assert not spin, (
+        f"sampler.step returned < 1 s at {len(spin)} of {len(delays)} samples, "
+        f"first at {spin[0] - GHOST_GONE:.0f} s after the ghost group left"
+    )
     store.close()

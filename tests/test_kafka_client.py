@@ -26,7 +26,9 @@ def produce(bootstrap: str, topic: str, counts: dict[int, int], *, base_ms: int 
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
     for partition, n in counts.items():
         for i in range(n):
-            producer.produce(topic, value=b"m%d" % i, partition=partition, timestamp=base_ms + 1000 * i + partition)
+            producer.produce(
+                topic, value=b"m%d" % i, partition=partition, timestamp=base_ms + 1000 * i + partition
+            )
     assert producer.flush(WAIT) == 0
 
 
@@ -49,17 +51,30 @@ def closed_port() -> int:
 
 # --------------------------------------------------------------------------- no broker needed
 
+
 def test_client_properties_maps_settings_and_passthrough_wins():
-    k = KafkaSettings(bootstrap_servers="b1:9092,b2:9092", security_protocol="SASL_SSL", sasl_mechanism="SCRAM-SHA-512",
-                      sasl_username="u", sasl_password="p", ssl_ca_location="/ca.pem",
-                      librdkafka={"sasl.username": "override", "socket.keepalive.enable": "true"})
+    k = KafkaSettings(
+        bootstrap_servers="b1:9092,b2:9092",
+        security_protocol="SASL_SSL",
+        sasl_mechanism="SCRAM-SHA-512",
+        sasl_username="u",
+        sasl_password="p",
+        ssl_ca_location="/ca.pem",
+        librdkafka={"sasl.username": "override", "socket.keepalive.enable": "true"},
+    )
     assert client_properties(k) == {
-        "bootstrap.servers": "b1:9092,b2:9092", "security.protocol": "SASL_SSL",
-        "sasl.mechanism": "SCRAM-SHA-512", "sasl.username": "override", "sasl.password": "p",
-        "ssl.ca.location": "/ca.pem", "socket.keepalive.enable": "true",
+        "bootstrap.servers": "b1:9092,b2:9092",
+        "security.protocol": "SASL_SSL",
+        "sasl.mechanism": "SCRAM-SHA-512",
+        "sasl.username": "override",
+        "sasl.password": "p",
+        "ssl.ca.location": "/ca.pem",
+        "socket.keepalive.enable": "true",
     }
     assert client_properties(KafkaSettings(bootstrap_servers="b:1")) == {
-        "bootstrap.servers": "b:1", "security.protocol": "PLAINTEXT"}
+        "bootstrap.servers": "b:1",
+        "security.protocol": "PLAINTEXT",
+    }
 
 
 def test_bad_passthrough_property_is_an_error_without_the_password():
@@ -84,8 +99,13 @@ def test_unreachable_broker_is_reported_within_the_timeout(capfd):
     bootstrap = f"127.0.0.1:{closed_port()}"
     client = KafkaClient(settings(bootstrap, request_timeout_seconds=1.0))
     try:
-        for call in (client.topics, client.groups, lambda: client.committed(["g"]),
-                     lambda: client.heads([("t", 0)]), lambda: client.message_time("t", 0, 0)):
+        for call in (
+            client.topics,
+            client.groups,
+            lambda: client.committed(["g"]),
+            lambda: client.heads([("t", 0)]),
+            lambda: client.message_time("t", 0, 0),
+        ):
             started = time.monotonic()
             with pytest.raises(KafkaUnavailable) as info:
                 call()
@@ -113,6 +133,7 @@ def test_a_listener_that_never_answers_is_a_timeout():
 
 # --------------------------------------------------------------------------- real broker
 
+
 @pytest.mark.kafka
 def test_topics_lists_partition_counts(kafka_bootstrap, make_topic):
     three, one = make_topic(3), make_topic(1)
@@ -127,8 +148,14 @@ def test_groups_and_committed_offsets_of_a_real_consumer(kafka_bootstrap, make_t
     topic = make_topic(2)
     produce(kafka_bootstrap, topic, {0: 5, 1: 5})
     live = f"live-{topic}"
-    consumer = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": live, "enable.auto.commit": False,
-                         "auto.offset.reset": "earliest"})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": kafka_bootstrap,
+            "group.id": live,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+        }
+    )
     consumer.assign([TopicPartition(topic, 0, 0)])  # partition 1 never committed
     seen = []
     deadline = time.monotonic() + WAIT
@@ -250,8 +277,13 @@ def test_sasl_listener_with_the_right_password(kafka_bootstrap, kafka_sasl_boots
     topic = make_topic(2)
     produce(kafka_bootstrap, topic, {0: 3, 1: 1})
     commit_offsets(kafka_bootstrap, {f"sasl-{topic}": [(topic, 1, 1)]})
-    k = settings(kafka_sasl_bootstrap, security_protocol="SASL_PLAINTEXT", sasl_mechanism="PLAIN",
-                 sasl_username="lagmon", sasl_password="lagmon-secret")
+    k = settings(
+        kafka_sasl_bootstrap,
+        security_protocol="SASL_PLAINTEXT",
+        sasl_mechanism="PLAIN",
+        sasl_username="lagmon",
+        sasl_password="lagmon-secret",
+    )
     with KafkaClient(k) as client:
         assert client.topics()[topic] == 2
         assert f"sasl-{topic}" in client.groups()[0]
@@ -264,12 +296,22 @@ def test_sasl_listener_with_the_right_password(kafka_bootstrap, kafka_sasl_boots
 def test_wrong_sasl_password_is_auth_quickly_and_never_shown(kafka_sasl_bootstrap, capfd):
     timeout = 10.0
     password = "not-the-lagmon-secret"
-    k = settings(kafka_sasl_bootstrap, security_protocol="SASL_PLAINTEXT", sasl_mechanism="PLAIN",
-                 sasl_username="lagmon", sasl_password=password, request_timeout_seconds=timeout)
+    k = settings(
+        kafka_sasl_bootstrap,
+        security_protocol="SASL_PLAINTEXT",
+        sasl_mechanism="PLAIN",
+        sasl_username="lagmon",
+        sasl_password=password,
+        request_timeout_seconds=timeout,
+    )
     client = KafkaClient(k)
     try:
-        for call in (client.topics, client.groups, lambda: client.committed(["g"]),
-                     lambda: client.heads([("t", 0)])):
+        for call in (
+            client.topics,
+            client.groups,
+            lambda: client.committed(["g"]),
+            lambda: client.heads([("t", 0)]),
+        ):
             started = time.monotonic()
             with pytest.raises(KafkaUnavailable) as info:
                 call()

@@ -16,9 +16,14 @@ pytestmark = pytest.mark.kafka
 
 def settings(bootstrap):
     return types.SimpleNamespace(
-        bootstrap_servers=bootstrap, security_protocol="PLAINTEXT", sasl_mechanism=None,
-        sasl_username=None, sasl_password=None, ssl_ca_location=None,
-        request_timeout_seconds=5.0, librdkafka={},
+        bootstrap_servers=bootstrap,
+        security_protocol="PLAINTEXT",
+        sasl_mechanism=None,
+        sasl_username=None,
+        sasl_password=None,
+        ssl_ca_location=None,
+        request_timeout_seconds=5.0,
+        librdkafka={},
     )
 
 
@@ -30,7 +35,8 @@ def groups(kafka_bootstrap):
     names = [unique("iso-g") for _ in range(3)]
     futures = [  # one group per call; all in flight at once
         a.alter_consumer_group_offsets(
-            [ConsumerGroupTopicPartitions(g, [TopicPartition(topic, 0, i), TopicPartition(topic, 1, 0)])])[g]
+            [ConsumerGroupTopicPartitions(g, [TopicPartition(topic, 0, i), TopicPartition(topic, 1, 0)])]
+        )[g]
         for i, g in enumerate(names)
     ]
     for f in futures:
@@ -55,7 +61,7 @@ def test_isolated_committed_matches_the_in_process_client(kafka_bootstrap, group
 
 
 def test_a_crashing_fetch_costs_one_sample_not_the_sampler(kafka_bootstrap, groups, monkeypatch):
-    topic, names = groups
+    _topic, names = groups
     client = IsolatedKafkaClient(settings(kafka_bootstrap))
     try:
         monkeypatch.setenv("LAGMON_TEST_CRASH_COMMITTED", "1")

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import orjson
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from lagmon import report
 from lagmon.report import (
@@ -29,12 +30,20 @@ from lagmon.report import (
 T0 = float(calendar.timegm((2026, 2, 18, 12, 0, 0)))  # 2026-02-18T12:00:00Z
 
 SPEC_KEYS = {
-    "group_id", "topic", "lag_seconds", "lag_display", "worst_partition",
-    "status", "data_resolution", "partitions_monitored", "calculated_at",
+    "group_id",
+    "topic",
+    "lag_seconds",
+    "lag_display",
+    "worst_partition",
+    "status",
+    "data_resolution",
+    "partitions_monitored",
+    "calculated_at",
 }
 
 
 # ----------------------------------------------------------------- lag_display
+
 
 @pytest.mark.parametrize(
     "seconds, text",
@@ -82,6 +91,7 @@ def test_lag_display_matches_unit_rule(s):
 
 # ----------------------------------------------------------------- iso_utc
 
+
 def test_iso_utc():
     assert iso_utc(T0) == "2026-02-18T12:00:00Z"
     assert iso_utc(T0 + 0.999) == "2026-02-18T12:00:00Z"
@@ -92,8 +102,8 @@ def test_iso_utc():
 
 # ----------------------------------------------------------------- build_report
 
-def row(group="g", topic="t", lag=300, worst=3, status="online", res="fine",
-        parts=8, at=T0, lower=False):
+
+def row(group="g", topic="t", lag=300, worst=3, status="online", res="fine", parts=8, at=T0, lower=False):
     return ConsumerRow(group, topic, lag, worst, status, res, parts, at, lower)
 
 
@@ -119,7 +129,7 @@ def test_report_matches_spec_example():
 
 
 def _check_types(c):
-    assert SPEC_KEYS <= set(c)
+    assert set(c) >= SPEC_KEYS
     assert type(c["lag_seconds"]) is int and c["lag_seconds"] >= 0
     assert type(c["lag_display"]) is str
     assert c["worst_partition"] is None or type(c["worst_partition"]) is int
@@ -162,30 +172,47 @@ def test_lag_coercion(lag, expected):
 def test_worst_partition_null_when_caught_up_and_lower_bound_only_with_lag():
     c = build_report([row(lag=0, worst=5, lower=True)], generated_at=T0)["consumers"][0]
     assert c["worst_partition"] is None and c["lag_lower_bound"] is False
-    c = build_report([row(lag=9000, worst=5, lower=True, status="offline", res="coarse")],
-                     generated_at=T0)["consumers"][0]
+    c = build_report([row(lag=9000, worst=5, lower=True, status="offline", res="coarse")], generated_at=T0)[
+        "consumers"
+    ][0]
     assert c["worst_partition"] == 5 and c["lag_lower_bound"] is True
     assert c["lag_display"] == "2 hours"
 
 
 def test_order_largest_lag_then_group_then_topic():
     rows = [
-        row("b", "x", 10), row("a", "y", 10), row("a", "x", 10),
-        row("z", "z", 5000), row("c", "c", None), row("a", "a", 0),
+        row("b", "x", 10),
+        row("a", "y", 10),
+        row("a", "x", 10),
+        row("z", "z", 5000),
+        row("c", "c", None),
+        row("a", "a", 0),
     ]
     rep = build_report(rows, generated_at=T0)
     assert [(c["group_id"], c["topic"]) for c in rep["consumers"]] == [
-        ("z", "z"), ("a", "x"), ("a", "y"), ("b", "x"), ("a", "a"), ("c", "c"),
+        ("z", "z"),
+        ("a", "x"),
+        ("a", "y"),
+        ("b", "x"),
+        ("a", "a"),
+        ("c", "c"),
     ]
 
 
-@given(st.lists(st.tuples(
-    st.sampled_from(["g1", "g2", "g3"]), st.sampled_from(["t1", "t2"]),
-    st.one_of(st.none(), st.integers(-10**20, 10**20),
-              st.floats(allow_nan=True, allow_infinity=True)),
-    st.one_of(st.none(), st.integers(0, 1000)),
-    st.sampled_from(["online", "offline", "recovering"]),
-), max_size=20))
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["g1", "g2", "g3"]),
+            st.sampled_from(["t1", "t2"]),
+            st.one_of(
+                st.none(), st.integers(-(10**20), 10**20), st.floats(allow_nan=True, allow_infinity=True)
+            ),
+            st.one_of(st.none(), st.integers(0, 1000)),
+            st.sampled_from(["online", "offline", "recovering"]),
+        ),
+        max_size=20,
+    )
+)
 def test_report_always_valid(items):
     rows = [row(g, t, lag, w, s, "fine" if s == "online" else "coarse") for g, t, lag, w, s in items]
     rep = build_report(rows, generated_at=T0)
@@ -222,6 +249,7 @@ def test_monitor_included_only_when_given():
 
 # ----------------------------------------------------------------- build_monitor
 
+
 @dataclass(frozen=True)
 class FakeStage:  # same fields as lagmon.store.StageState
     stage: str
@@ -239,8 +267,11 @@ def stage(name, last_success, last_error=None, last_error_at=None):
 
 
 def test_monitor_fresh():
-    mon = build_monitor({"sampler": stage("sampler", T0 - 100),
-                         "reporter": stage("reporter", T0 - 5)}, now=T0, sample_interval=60)
+    mon = build_monitor(
+        {"sampler": stage("sampler", T0 - 100), "reporter": stage("reporter", T0 - 5)},
+        now=T0,
+        sample_interval=60,
+    )
     assert mon["stale"] is False and "stale_reason" not in mon
     assert list(mon["stages"]) == ["reporter", "sampler"]
     assert mon["stages"]["sampler"] == {
@@ -258,8 +289,11 @@ def test_monitor_fresh():
     [
         ({}, True, "never run"),
         ({"reporter": stage("reporter", T0)}, True, "never run"),
-        ({"sampler": stage("sampler", None, "KafkaUnavailable: down", T0 - 3)}, True,
-         "not completed a sample yet (last error: KafkaUnavailable: down)"),
+        (
+            {"sampler": stage("sampler", None, "KafkaUnavailable: down", T0 - 3)},
+            True,
+            "not completed a sample yet (last error: KafkaUnavailable: down)",
+        ),
         ({"sampler": stage("sampler", T0 - 180)}, False, None),  # exactly 3 intervals
         ({"sampler": stage("sampler", T0 - 181, "boom", T0 - 1)}, True, "last error: boom"),
         ({"sampler": stage("sampler", T0 - 7200)}, True, "2 hours ago"),
@@ -277,25 +311,37 @@ def test_monitor_stale_rules(stages, stale, reason_part):
 
 def test_monitor_ignores_error_older_than_last_success():
     # the store keeps last_error after a recovery; it is not why the data is stale
-    mon = build_monitor({"sampler": stage("sampler", T0 - 600, "old error", T0 - 700)},
-                        now=T0, sample_interval=60)
+    mon = build_monitor(
+        {"sampler": stage("sampler", T0 - 600, "old error", T0 - 700)}, now=T0, sample_interval=60
+    )
     assert mon["stale"] is True
-    assert mon["stale_reason"] == ("the sampler's last completed sample was 10 minutes ago "
-                                   "(600 s), more than 3 sample intervals (180 s)")
+    assert mon["stale_reason"] == (
+        "the sampler's last completed sample was 10 minutes ago (600 s), more than 3 sample intervals (180 s)"
+    )
     assert mon["stages"]["sampler"]["last_error"] == "old error"
 
 
 def test_monitor_error_times_and_mapping_rows():
     mon = build_monitor(
-        {"sampler": {"pid": 7, "started_at": T0, "heartbeat_at": T0, "last_success": T0,
-                     "last_error": "x", "last_error_at": T0 - 60}},
-        now=T0, sample_interval=60,
+        {
+            "sampler": {
+                "pid": 7,
+                "started_at": T0,
+                "heartbeat_at": T0,
+                "last_success": T0,
+                "last_error": "x",
+                "last_error_at": T0 - 60,
+            }
+        },
+        now=T0,
+        sample_interval=60,
     )
     s = mon["stages"]["sampler"]
     assert s["last_error"] == "x" and s["last_error_at"] == "2026-02-18T11:59:00Z"
 
 
 # ----------------------------------------------------------------- atomic write
+
 
 def _leftovers(d):
     return sorted(p.name for p in d.iterdir() if p.name.endswith(".tmp"))
@@ -379,8 +425,9 @@ def test_concurrent_reader_never_sees_partial_file(tmp_path):
     p = tmp_path / "lag.json"
     done = tmp_path / "done"
     write_report(str(p), build_report([], generated_at=T0))
-    proc = subprocess.Popen([sys.executable, "-c", READER, str(p), str(done)],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", READER, str(p), str(done)], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert proc.stdout.readline().strip() == "ready"
         for i in range(500):

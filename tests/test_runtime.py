@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
-import sqlite3
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -21,6 +21,7 @@ STAGE = "teststage"
 
 
 # ----------------------------------------------------------------- fakes
+
 
 class Clock:
     def __init__(self, t: float = 1000.0):
@@ -93,12 +94,14 @@ def loop(actions, *, interval=10.0, once=False, store=None):
     stop = FakeStop(clock)
     step = Script(clock, stop, actions)
     store = store or FakeStore()
-    code = run_stage(STAGE, step, interval=interval, store=store, once=once,
-                     stop=stop, clock=clock, wall=wall)
+    code = run_stage(
+        STAGE, step, interval=interval, store=store, once=once, stop=stop, clock=clock, wall=wall
+    )
     return code, [round(s - 1000.0, 6) for s in step.starts], stop.waits, store
 
 
 # ----------------------------------------------------------------- schedule
+
 
 def test_schedule_is_drift_free():
     code, starts, waits, store = loop([0.3] * 6, interval=10)
@@ -109,20 +112,21 @@ def test_schedule_is_drift_free():
 
 
 def test_step_return_value_sets_next_run_from_step_start():
-    code, starts, waits, _ = loop([("d", 1, 5), ("d", 1, 0), ("d", 2, 30), 0.5, 0], interval=10)
+    _code, starts, waits, _ = loop([("d", 1, 5), ("d", 1, 0), ("d", 2, 30), 0.5, 0], interval=10)
     assert starts == [0, 5, 6, 36, 46]
     assert waits == [4, 28, 9.5]  # a 0 delay runs again at once, without waiting
 
 
 def test_overrunning_step_runs_again_at_once_without_catch_up_burst():
-    code, starts, waits, _ = loop([25, 1, 1], interval=10)
+    _code, starts, waits, _ = loop([25, 1, 1], interval=10)
     assert starts == [0, 25, 35]
     assert waits == [9]
 
 
 def test_bad_delay_values_fall_back_to_interval():
-    code, starts, _, _ = loop([("d", 0, float("nan")), ("d", 0, "soon"), ("d", 0, float("inf")),
-                               ("d", 0, -3), 0], interval=10)
+    _code, starts, _, _ = loop(
+        [("d", 0, float("nan")), ("d", 0, "soon"), ("d", 0, float("inf")), ("d", 0, -3), 0], interval=10
+    )
     assert starts == [0, 10, 20, 30, 30]
 
 
@@ -132,11 +136,16 @@ def test_heartbeat_fields():
     store = FakeStore()
     walls = iter([500.0, 501.0, 502.0, 503.0])
     step = Script(clock, stop, [0])
-    assert run_stage(STAGE, step, interval=7, store=store, once=False, stop=stop,
-                     clock=clock, wall=lambda: next(walls)) == 0
+    assert (
+        run_stage(
+            STAGE, step, interval=7, store=store, once=False, stop=stop, clock=clock, wall=lambda: next(walls)
+        )
+        == 0
+    )
     assert step.nows == [501.0]
-    assert store.beats == [dict(stage=STAGE, pid=os.getpid(), started_at=500.0, at=502.0,
-                                interval=7, success=True, error=None)]
+    assert store.beats == [
+        dict(stage=STAGE, pid=os.getpid(), started_at=500.0, at=502.0, interval=7, success=True, error=None)
+    ]
 
 
 def test_stop_already_set_runs_nothing():
@@ -144,16 +153,16 @@ def test_stop_already_set_runs_nothing():
     stop = FakeStop(clock)
     stop.set(signal.SIGINT)
     step = Script(clock, stop, [0])
-    assert run_stage(STAGE, step, interval=1, store=FakeStore(), once=False, stop=stop,
-                     clock=clock) == 0
+    assert run_stage(STAGE, step, interval=1, store=FakeStore(), once=False, stop=stop, clock=clock) == 0
     assert step.starts == []
 
 
 # ----------------------------------------------------------------- errors and backoff
 
+
 def test_backoff_sequence_capped_at_interval():
     errs = [RuntimeError("kafka down")] * 7
-    code, starts, waits, store = loop(errs + [0.5, 0], interval=10)
+    code, _starts, waits, store = loop(errs + [0.5, 0], interval=10)
     assert code == 0
     assert waits == [1, 2, 4, 8, 10, 10, 10, 9.5]
     assert [b["success"] for b in store.beats] == [False] * 7 + [True, True]
@@ -162,7 +171,7 @@ def test_backoff_sequence_capped_at_interval():
 
 def test_backoff_capped_at_60_and_reset_after_success():
     errs = [OSError("x")] * 9
-    code, starts, waits, _ = loop(errs + [0, OSError("x"), 0], interval=300)
+    _code, _starts, waits, _ = loop(errs + [0, OSError("x"), 0], interval=300)
     assert waits == [1, 2, 4, 8, 16, 32, 60, 60, 60, 300, 1]
 
 
@@ -196,8 +205,10 @@ def test_repeated_error_logged_once_and_recovery_logged(caplog):
     assert "RuntimeError: a" in errors[0] and "retrying in 1 s" in errors[0]
     assert "RuntimeError: b" in errors[1]
     recovered = [m for lvl, m in msgs if "recovered" in m]
-    assert recovered == ["recovered: step succeeded after 9 failed attempt(s)",
-                         "recovered: step succeeded after 1 failed attempt(s)"]
+    assert recovered == [
+        "recovered: step succeeded after 9 failed attempt(s)",
+        "recovered: step succeeded after 1 failed attempt(s)",
+    ]
     assert all(r.exc_info is None for r in caplog.records)  # no traceback at INFO
 
 
@@ -221,6 +232,7 @@ def test_heartbeat_failure_is_logged_and_loop_continues(caplog):
 
 # ----------------------------------------------------------------- once and Fatal
 
+
 def test_once_success_and_failure():
     code, starts, waits, store = loop([0.2, 0.2], once=True)
     assert code == 0 and starts == [0] and waits == []
@@ -231,7 +243,7 @@ def test_once_success_and_failure():
 
 
 def test_fatal_exits_with_its_code(caplog):
-    code, starts, waits, store = loop([0, Fatal("file is not a database", 3), 0, 0])
+    code, starts, _waits, store = loop([0, Fatal("file is not a database", 3), 0, 0])
     assert code == 3 and starts == [0, 10]  # no retry, no further step
     assert "fatal: file is not a database (exit 3)" in caplog.text
     assert store.beats[-1]["success"] is False
@@ -244,6 +256,7 @@ def test_fatal_in_once_mode():
 
 
 # ----------------------------------------------------------------- StopFlag
+
 
 def test_stopflag_wait_wakes_on_set_from_other_thread():
     stop = StopFlag()
@@ -306,7 +319,10 @@ def _spawn(step_seconds, interval):
     env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(runtime.__file__)))
     return subprocess.Popen(
         [sys.executable, "-c", SIGNAL_SCRIPT, str(step_seconds), str(interval)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
 
 
@@ -349,7 +365,7 @@ def test_sigterm_while_waiting_exits_at_once():
         time.sleep(0.1)
         t0 = time.monotonic()
         proc.send_signal(signal.SIGTERM)
-        out, err = _finish(proc)
+        _out, err = _finish(proc)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -378,6 +394,7 @@ def test_second_sigterm_exits_immediately_with_143():
 
 
 # ----------------------------------------------------------------- logging and args
+
 
 @pytest.fixture
 def restore_root_logging():
@@ -424,15 +441,17 @@ from lagmon.store import Store  # noqa: E402
 
 def write_config(tmp_path, extra_kafka=""):
     path = tmp_path / "config.yaml"
-    path.write_text(textwrap.dedent(f"""\
+    path.write_text(
+        textwrap.dedent(f"""\
         kafka:
           bootstrap_servers: "localhost:9092"
         {extra_kafka}
         database:
-          path: "{tmp_path / 'state.db'}"
+          path: "{tmp_path / "state.db"}"
         output:
-          json_path: "{tmp_path / 'lag.json'}"
-        """))
+          json_path: "{tmp_path / "lag.json"}"
+        """)
+    )
     return str(path)
 
 
@@ -467,6 +486,7 @@ def test_stage_main_once_failure_is_1(tmp_path, restore_root_logging):
     def make_step(cfg, store, log):
         def step(now):
             raise RuntimeError("broker unreachable")
+
         return step, 5.0
 
     assert runtime.stage_main("sampler", make_step, ["--config", write_config(tmp_path), "--once"]) == 1
@@ -520,13 +540,18 @@ MAIN_SCRIPT = textwrap.dedent(
 
 def test_stage_main_process_sigterm_exits_0_and_records_heartbeat(tmp_path):
     env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(runtime.__file__)))
-    proc = subprocess.Popen([sys.executable, "-c", MAIN_SCRIPT, "--config", write_config(tmp_path)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", MAIN_SCRIPT, "--config", write_config(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         assert proc.stdout.readline() == "step\n"
         time.sleep(0.2)
         proc.send_signal(signal.SIGTERM)
-        out, err = _finish(proc, timeout=5)
+        _out, err = _finish(proc, timeout=5)
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -209,7 +209,7 @@ def test_commit_below_history_is_anchored_once_on_the_message_time(env):
     sampler.step(1000.0)
     sampler.step(1010.0)
     assert [c[1] for c in names(kafka.calls, "message_times")] == [(("orders", 0, 20),)]
-    inp = [i for i in store.lag_inputs() if i.partition == 0][0]
+    inp = next(i for i in store.lag_inputs() if i.partition == 0)
     assert inp.anchor_below == (20, 400.0)
     status = store.group_statuses()[("g1", "orders")]
     assert status.lag_seconds == pytest.approx(1010.0 - 400.0, abs=1)
@@ -222,7 +222,7 @@ def test_commit_on_a_deleted_message_anchors_the_next_one_as_a_lower_bound(env):
     kafka.times[("orders", 0, 20)] = (35, 700.0)  # 20..34 were deleted by retention
     sampler = sampler_at(cfg, store, kafka)
     sampler.step(1000.0)
-    inp = [i for i in store.lag_inputs() if i.partition == 0][0]
+    inp = next(i for i in store.lag_inputs() if i.partition == 0)
     assert inp.anchor_above == (35, 700.0)
     from lagmon import timelag
 
@@ -284,13 +284,13 @@ def test_burst_past_a_caught_up_group_is_dated_by_its_first_message(env):
         return store.group_statuses()[("g1", "orders")]
 
     step(1000.0)
-    step(1010.0)                       # caught up, idle
-    kafka.head[("orders", 0)] = 200    # a burst at 1015; the commit is still 100 at 1020
+    step(1010.0)  # caught up, idle
+    kafka.head[("orders", 0)] = 200  # a burst at 1015; the commit is still 100 at 1020
     kafka.times[("orders", 0, 100)] = (100, 1015.0)
     first = step(1020.0)
     assert [c[1] for c in names(kafka.calls, "message_times")] == [(("orders", 0, 100),)]
-    assert first.lag_seconds == 5      # at the sample, from the message's own time
-    later = step(1030.0)               # still 100, now behind at its sample: it grows with time
+    assert first.lag_seconds == 5  # at the sample, from the message's own time
+    later = step(1030.0)  # still 100, now behind at its sample: it grows with time
     assert later.lag_seconds == 15
     assert len(names(kafka.calls, "message_times")) == 1
 
@@ -301,7 +301,10 @@ def test_reporter_reads_the_sampler_summary_and_agrees_with_the_history(env):
     cfg, store, kafka = env
     kafka.listed = {"g1", "g2"}
     kafka.head = {("orders", 0): 100, ("orders", 1): 50}
-    kafka.commits = {"g1": {("orders", 0): 100, ("orders", 1): 50}, "g2": {("orders", 0): 10, ("orders", 1): 50}}
+    kafka.commits = {
+        "g1": {("orders", 0): 100, ("orders", 1): 50},
+        "g2": {("orders", 0): 10, ("orders", 1): 50},
+    }
     sampler = sampler_at(cfg, store, kafka)
     for i, now in enumerate((1000.0, 1010.0, 1020.0, 1030.0)):
         kafka.head = {("orders", 0): 100 + 30 * i, ("orders", 1): 50 + 7 * i}
@@ -312,7 +315,9 @@ def test_reporter_reads_the_sampler_summary_and_agrees_with_the_history(env):
     assert all(s.lag_summary is not None for s in statuses.values())
     for now in (1030.0, 1047.5, 5000.0):
         from_summaries = reporter.rows(now)
-        store.save_group_status([s.__class__(**{**s.__dict__, "lag_summary": None}) for s in statuses.values()])
+        store.save_group_status(
+            [s.__class__(**{**s.__dict__, "lag_summary": None}) for s in statuses.values()]
+        )
         from_history = reporter.rows(now)
         store.save_group_status(statuses.values())
         assert sorted(from_summaries, key=repr) == sorted(from_history, key=repr)
@@ -326,14 +331,16 @@ def test_commit_at_a_head_that_sat_idle_is_dated_by_its_message_but_a_moving_hea
     kafka.commits = {"g1": {("orders", 0): 90}, "g2": {("orders", 1): 480}}
     sampler = sampler_at(cfg, store, kafka)
     sampler.step(1000.0)
-    kafka.head = {("orders", 0): 100, ("orders", 1): 520}      # 0 idle at 100; 1 moves every sample
+    kafka.head = {("orders", 0): 100, ("orders", 1): 520}  # 0 idle at 100; 1 moves every sample
     sampler.step(1010.0)
-    kafka.head = {("orders", 0): 180, ("orders", 1): 540}      # a burst on 0 at 1013
+    kafka.head = {("orders", 0): 180, ("orders", 1): 540}  # a burst on 0 at 1013
     kafka.commits = {"g1": {("orders", 0): 100}, "g2": {("orders", 1): 520}}  # both commit a head offset
     kafka.times[("orders", 0, 100)] = (100, 1013.0)
-    reads = len(names(kafka.calls, "message_times"))  # the first sample anchored 90 and 480 (below the history)
+    reads = len(
+        names(kafka.calls, "message_times")
+    )  # the first sample anchored 90 and 480 (below the history)
     sampler.step(1020.0)
     assert [c[1] for c in names(kafka.calls, "message_times")[reads:]] == [(("orders", 0, 100),)]
     statuses = store.group_statuses()
-    assert statuses[("g1", "orders")].lag_seconds == 7         # 1020 - 1013, not 1020 - 1010
-    assert statuses[("g2", "orders")].lag_seconds == 10        # interpolated at the row of 1010
+    assert statuses[("g1", "orders")].lag_seconds == 7  # 1020 - 1013, not 1020 - 1010
+    assert statuses[("g2", "orders")].lag_seconds == 10  # interpolated at the row of 1010

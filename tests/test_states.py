@@ -26,6 +26,7 @@ T = Thresholds(offline_samples=3, online_lag_threshold=600, recovering_min_durat
 
 # ---------------------------------------------------------------- example table
 
+
 def run(start: GroupState, samples, t=T) -> GroupState:
     """samples: (advanced, lag, now) tuples fed in order."""
     s = start
@@ -37,32 +38,90 @@ def run(start: GroupState, samples, t=T) -> GroupState:
 CASES = [
     # id, start, samples, expected state, expected since, expected static_samples, reason contains
     ("online-static-below-N-stays", GroupState(ON, 0.0), [(False, 50, 60), (False, 50, 120)], ON, 0.0, 2, ""),
-    ("online-static-N-goes-offline", GroupState(ON, 0.0),
-     [(False, 734, 60), (False, 734, 120), (False, 734, 180)], OFF, 180, 3, "offsets static for 3 samples with lag 734s"),
+    (
+        "online-static-N-goes-offline",
+        GroupState(ON, 0.0),
+        [(False, 734, 60), (False, 734, 120), (False, 734, 180)],
+        OFF,
+        180,
+        3,
+        "offsets static for 3 samples with lag 734s",
+    ),
     ("online-advance-resets-count", GroupState(ON, 0.0, 2), [(True, 50, 60)], ON, 0.0, 0, ""),
-    ("online-caught-up-is-never-static", GroupState(ON, 0.0, 2),
-     [(False, 0, 60), (False, 0, 120), (False, 0, 180)], ON, 0.0, 0, ""),
+    (
+        "online-caught-up-is-never-static",
+        GroupState(ON, 0.0, 2),
+        [(False, 0, 60), (False, 0, 120), (False, 0, 180)],
+        ON,
+        0.0,
+        0,
+        "",
+    ),
     ("online-high-lag-advancing-stays-online", GroupState(ON, 0.0), [(True, 5000, 60)], ON, 0.0, 0, ""),
     ("offline-static-stays", GroupState(OFF, 0.0, 3), [(False, 900, 1800)], OFF, 0.0, 4, ""),
-    ("offline-advanced-high-lag-recovering", GroupState(OFF, 0.0, 3), [(True, 600, 1800)], REC, 1800, 0,
-     "offsets advancing again with lag 600s >= 600s threshold"),
-    ("offline-advanced-low-lag-online", GroupState(OFF, 0.0, 3), [(True, 599, 1800)], ON, 1800, 0,
-     "offsets advancing with lag 599s < 600s threshold"),
+    (
+        "offline-advanced-high-lag-recovering",
+        GroupState(OFF, 0.0, 3),
+        [(True, 600, 1800)],
+        REC,
+        1800,
+        0,
+        "offsets advancing again with lag 600s >= 600s threshold",
+    ),
+    (
+        "offline-advanced-low-lag-online",
+        GroupState(OFF, 0.0, 3),
+        [(True, 599, 1800)],
+        ON,
+        1800,
+        0,
+        "offsets advancing with lag 599s < 600s threshold",
+    ),
     ("offline-caught-up-online", GroupState(OFF, 0.0, 3), [(False, 0, 1800)], ON, 1800, 0, "caught up"),
     ("recovering-low-lag-too-early-stays", GroupState(REC, 0.0), [(True, 10, 899)], REC, 0.0, 0, ""),
-    ("recovering-low-lag-after-min-duration-online", GroupState(REC, 0.0), [(True, 10, 900)], ON, 900, 0,
-     "lag 10s < 600s threshold after 900s recovering"),
-    ("recovering-caught-up-after-min-duration-online", GroupState(REC, 0.0), [(False, 0, 1000)], ON, 1000, 0,
-     "caught up"),
+    (
+        "recovering-low-lag-after-min-duration-online",
+        GroupState(REC, 0.0),
+        [(True, 10, 900)],
+        ON,
+        900,
+        0,
+        "lag 10s < 600s threshold after 900s recovering",
+    ),
+    (
+        "recovering-caught-up-after-min-duration-online",
+        GroupState(REC, 0.0),
+        [(False, 0, 1000)],
+        ON,
+        1000,
+        0,
+        "caught up",
+    ),
     ("recovering-high-lag-stays", GroupState(REC, 0.0), [(True, 700, 5000)], REC, 0.0, 0, ""),
-    ("recovering-static-N-offline", GroupState(REC, 0.0),
-     [(False, 700, 1800), (False, 700, 3600), (False, 700, 5400)], OFF, 5400, 3, "static for 3 samples"),
-    ("recovering-static-N-wins-over-low-lag", GroupState(REC, 0.0, 2), [(False, 10, 5400)], OFF, 5400, 3, "static"),
+    (
+        "recovering-static-N-offline",
+        GroupState(REC, 0.0),
+        [(False, 700, 1800), (False, 700, 3600), (False, 700, 5400)],
+        OFF,
+        5400,
+        3,
+        "static for 3 samples",
+    ),
+    (
+        "recovering-static-N-wins-over-low-lag",
+        GroupState(REC, 0.0, 2),
+        [(False, 10, 5400)],
+        OFF,
+        5400,
+        3,
+        "static",
+    ),
 ]
 
 
-@pytest.mark.parametrize("start,samples,state,since,count,reason",
-                         [pytest.param(*c[1:], id=c[0]) for c in CASES])
+@pytest.mark.parametrize(
+    "start,samples,state,since,count,reason", [pytest.param(*c[1:], id=c[0]) for c in CASES]
+)
 def test_named_transitions(start, samples, state, since, count, reason):
     got = run(start, samples)
     assert got.state is state
@@ -76,9 +135,9 @@ def test_named_transitions(start, samples, state, since, count, reason):
 def test_threshold_zero_can_still_leave_recovering():
     t = Thresholds(offline_samples=5, online_lag_threshold=0, recovering_min_duration=60)
     s = step(GroupState(OFF, 0.0), advanced=True, lag_seconds=5, now=10, t=t)
-    assert s.state is REC                              # lag 5 >= threshold 0
+    assert s.state is REC  # lag 5 >= threshold 0
     s = step(s, advanced=True, lag_seconds=0, now=100, t=t)
-    assert s.state is ON and "caught up" in s.reason   # only caught up is "below" a zero threshold
+    assert s.state is ON and "caught up" in s.reason  # only caught up is "below" a zero threshold
 
 
 def test_initial_and_helpers():
@@ -94,14 +153,18 @@ def test_initial_and_helpers():
 
 
 def test_thresholds_from_monitoring():
-    keys = dict(offline_detection_consecutive_samples=5, online_lag_threshold_seconds=600,
-                recovering_minimum_duration_seconds=900)
+    keys = dict(
+        offline_detection_consecutive_samples=5,
+        online_lag_threshold_seconds=600,
+        recovering_minimum_duration_seconds=900,
+    )
     want = Thresholds(5, 600.0, 900.0)
     assert Thresholds.from_monitoring(SimpleNamespace(**keys, sample_interval_seconds=60)) == want
     assert Thresholds.from_monitoring(keys) == want
 
 
 # ---------------------------------------------------------------- stateful property test
+
 
 class Model:
     """The rules of design.md written out independently, state names as plain strings."""
@@ -116,23 +179,34 @@ class Model:
         low = lag == 0 or lag < thr
         table = {
             "online": "offline" if self.count >= n else "online",
-            "offline": ("online" if lag == 0 else
-                        ("online" if lag < thr else "recovering") if advanced else "offline"),
-            "recovering": ("offline" if self.count >= n else
-                           "online" if low and now - self.since >= self.t.recovering_min_duration
-                           else "recovering"),
+            "offline": (
+                "online" if lag == 0 else ("online" if lag < thr else "recovering") if advanced else "offline"
+            ),
+            "recovering": (
+                "offline"
+                if self.count >= n
+                else "online"
+                if low and now - self.since >= self.t.recovering_min_duration
+                else "recovering"
+            ),
         }
         nxt = table[self.state]
         if nxt != self.state:
             self.state, self.since = nxt, now
 
 
-LAGS = st.one_of(st.just(0.0), st.floats(0.001, 100.0), st.floats(100.0, 2000.0), st.sampled_from([599.0, 600.0]))
+LAGS = st.one_of(
+    st.just(0.0), st.floats(0.001, 100.0), st.floats(100.0, 2000.0), st.sampled_from([599.0, 600.0])
+)
 
 
 class StateMachineTest(RuleBasedStateMachine):
-    @initialize(n=st.integers(1, 6), thr=st.sampled_from([0.0, 60.0, 600.0]),
-                dur=st.sampled_from([0.0, 300.0, 900.0]), start=st.floats(1.6e9, 1.8e9))
+    @initialize(
+        n=st.integers(1, 6),
+        thr=st.sampled_from([0.0, 60.0, 600.0]),
+        dur=st.sampled_from([0.0, 300.0, 900.0]),
+        start=st.floats(1.6e9, 1.8e9),
+    )
     def setup(self, n, thr, dur, start):
         self.t = Thresholds(n, thr, dur)
         self.now = start
@@ -155,9 +229,9 @@ class StateMachineTest(RuleBasedStateMachine):
         if prev.state is REC and new.state is ON:
             assert self.now - prev.since >= self.t.recovering_min_duration
         if prev.state is ON and lag == 0:
-            assert new.state is ON           # caught-up groups stay ONLINE
+            assert new.state is ON  # caught-up groups stay ONLINE
         if prev.state is OFF and new.state is not OFF:
-            assert advanced or lag == 0      # OFFLINE is left only on progress
+            assert advanced or lag == 0  # OFFLINE is left only on progress
         self.s = new
 
     @rule(advanced=st.booleans(), lag=LAGS, dt=st.floats(1.0, 2000.0))

@@ -1,8 +1,9 @@
 """Several OS processes on one WAL database, as sampler, reporter and housekeeper will be."""
+
 import sqlite3
-import threading
 import subprocess
 import sys
+import threading
 import time
 
 from lagmon.store import SCHEMA_VERSION, Store
@@ -54,9 +55,15 @@ print(role, "iterations", i)
 
 def run_workers(roles, path, iterations=300, seconds=15.0):
     start_at = time.time() + 0.5  # all processes start their loop at the same instant
-    procs = [subprocess.Popen([sys.executable, "-c", WORKER, role, path, str(iterations), str(seconds),
-                               str(start_at), str(n)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for n, role in enumerate(roles)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, role, path, str(iterations), str(seconds), str(start_at), str(n)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for n, role in enumerate(roles)
+    ]
     results = []
     for p in procs:
         out, err = p.communicate(timeout=60)
@@ -79,17 +86,21 @@ def test_two_writers_and_a_reader(tmp_path):
         assert s.integrity_check() == "ok"
         assert len(s.lag_inputs()) == 600
         assert s.stage_states()["sampler"].last_success is not None
-        assert {k: v.state for k, v in s.group_statuses().items()} == {(f"g{g}", "t"): "online" for g in range(3)}
+        assert {k: v.state for k, v in s.group_statuses().items()} == {
+            (f"g{g}", "t"): "online" for g in range(3)
+        }
 
 
 def test_concurrent_first_open_of_a_new_file(tmp_path):
     path = str(tmp_path / "fresh.db")
     results = run_workers(["opener"] * 4, path)
-    for rc, out, err in results:
+    for rc, _out, err in results:
         assert rc == 0, err
     conn = sqlite3.connect(path)
     try:
-        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(v,) for v in range(1, SCHEMA_VERSION + 1)]
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [
+            (v,) for v in range(1, SCHEMA_VERSION + 1)
+        ]
         assert conn.execute("PRAGMA auto_vacuum").fetchone() == (2,)
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         assert conn.execute("SELECT count(*) FROM partition_offsets").fetchone() == (4,)

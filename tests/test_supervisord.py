@@ -24,13 +24,21 @@ import pytest
 
 from lagmon import supervisor
 from lagmon.store import Store
-from tests.kafkatools import LagConsumer, SteadyProducer, create_topic, read_report, unique, wait_for, write_config
+from tests.kafkatools import (
+    LagConsumer,
+    SteadyProducer,
+    create_topic,
+    read_report,
+    unique,
+    wait_for,
+    write_config,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 STAGES = supervisor.STAGES
-START_TIMEOUT = 60.0   # startsecs is 5 s; the stages import confluent_kafka
-FATAL_TIMEOUT = 40.0   # startretries 3 with backoff 1 + 2 + 3 s, plus the starts themselves
+START_TIMEOUT = 60.0  # startsecs is 5 s; the stages import confluent_kafka
+FATAL_TIMEOUT = 40.0  # startretries 3 with backoff 1 + 2 + 3 s, plus the starts themselves
 
 
 def short_dir() -> Path:
@@ -38,8 +46,9 @@ def short_dir() -> Path:
 
 
 def ctl(conf: Path, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess:
-    return subprocess.run([str(BIN / "supervisorctl"), "-c", str(conf), *args],
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [str(BIN / "supervisorctl"), "-c", str(conf), *args], capture_output=True, text=True, timeout=timeout
+    )
 
 
 def states(conf: Path) -> dict[str, str]:
@@ -106,8 +115,11 @@ def cmdlines() -> dict[int, str]:
 def strays(run_dir: Path, config: Path) -> dict[int, str]:
     me = os.getpid()
     needles = [str(run_dir)] + [f"processes.{s} --config {config}" for s in STAGES]
-    return {pid: cmd for pid, cmd in cmdlines().items()
-            if pid != me and alive(pid) and any(n in cmd for n in needles)}
+    return {
+        pid: cmd
+        for pid, cmd in cmdlines().items()
+        if pid != me and alive(pid) and any(n in cmd for n in needles)
+    }
 
 
 class Deployment:
@@ -120,7 +132,11 @@ class Deployment:
         self._out = open(self.out_path, "wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "lagmon", "run", "--config", str(config), "--run-dir", str(run_dir)],
-            cwd=cwd, stdout=self._out, stderr=subprocess.STDOUT, start_new_session=True)
+            cwd=cwd,
+            stdout=self._out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def logs(self) -> str:
         parts = [f"--- lagmon run output\n{self.out_path.read_text(errors='replace')}"]
@@ -234,13 +250,19 @@ class ReportReader(threading.Thread):
 
 
 def report_where(reader: ReportReader, predicate, timeout: float, what: str) -> dict:
-    return wait_for(lambda: reader.latest if reader.latest and predicate(reader.latest) else None,
-                    timeout, interval=0.05, what=what)
+    return wait_for(
+        lambda: reader.latest if reader.latest and predicate(reader.latest) else None,
+        timeout,
+        interval=0.05,
+        what=what,
+    )
 
 
 def generated_advances(reader: ReportReader, timeout: float = 10.0) -> None:
     first = report_where(reader, lambda r: True, timeout, "a report")["generated_at"]
-    report_where(reader, lambda r: r["generated_at"] > first, timeout, f"generated_at to advance past {first}")
+    report_where(
+        reader, lambda r: r["generated_at"] > first, timeout, f"generated_at to advance past {first}"
+    )
 
 
 def consumer_row(report: dict, group: str) -> dict | None:
@@ -263,24 +285,31 @@ def test_sigkilled_stages_restart_and_report_stays_valid(traffic, deploy):
     try:
         pids = wait_running(d.conf)
         assert all(pids.values()), pids
-        report = report_where(reader, lambda r: (consumer_row(r, group) or {}).get("lag_seconds", 0) > 0,
-                              60, f"a positive lag for {group}")
+        report = report_where(
+            reader,
+            lambda r: (consumer_row(r, group) or {}).get("lag_seconds", 0) > 0,
+            60,
+            f"a positive lag for {group}",
+        )
         assert consumer_row(report, group)["topic"] == topic
 
         # 1. SIGKILL each stage: supervisord restarts it with a new pid
         for stage in STAGES:
             old = pids[stage]
             os.kill(old, signal.SIGKILL)
-            wait_for(lambda: not alive(old), 10, interval=0.05, what=f"{stage} pid {old} to die")
-            new = wait_for(lambda: (p := stage_pid(d.conf, stage)) not in (0, old) and p, 20,
-                           what=f"a new {stage} pid")
+            wait_for(lambda old=old: not alive(old), 10, interval=0.05, what=f"{stage} pid {old} to die")
+            new = wait_for(
+                lambda stage=stage, old=old: (p := stage_pid(d.conf, stage)) not in (0, old) and p,
+                20,
+                what=f"a new {stage} pid",
+            )
             wait_states(d.conf, {s: "RUNNING" for s in STAGES}, START_TIMEOUT)
             assert stage_pid(d.conf, stage) == new and alive(new)
             for other in STAGES:
                 if other != stage:
                     assert stage_pid(d.conf, other) == pids[other], f"killing {stage} restarted {other}"
             pids[stage] = new
-            generated_advances(reader)                     # the reporter (maybe the new one) writes on
+            generated_advances(reader)  # the reporter (maybe the new one) writes on
         sup_log = (d.run_dir / "logs" / "supervisord.log").read_text()
         for stage in STAGES:
             assert re.search(rf"exited: {stage} \(terminated by SIGKILL; not expected\)", sup_log), sup_log
@@ -292,9 +321,9 @@ def test_sigkilled_stages_restart_and_report_stays_valid(traffic, deploy):
         stopped_at = time.time()
         assert states(d.conf)["sampler"] == "STOPPED"
         stale = report_where(reader, lambda r: r["monitor"]["stale"], 20, "monitor.stale to become true")
-        assert time.time() - stopped_at >= 1.0           # not at once: 3 sample intervals of 1 s
+        assert time.time() - stopped_at >= 1.0  # not at once: 3 sample intervals of 1 s
         assert "sampler" in stale["monitor"]["stale_reason"]
-        generated_advances(reader)                         # still rewritten while stale
+        generated_advances(reader)  # still rewritten while stale
         assert consumer_row(reader.latest, group) is not None  # the groups stay in the report
         out = ctl(d.conf, "start", "lagmon:sampler")
         assert out.returncode == 0, out.stdout + out.stderr
@@ -341,14 +370,14 @@ def test_sigterm_stops_lagmon_run_cleanly(traffic, deploy):
     d = deploy(config, base / "run")
     pids = wait_running(d.conf)
     assert d.proc.pid not in pids.values()
-    wait_for(lambda: (base / "lag.json").exists(), 30, what="lag.json")
+    wait_for((base / "lag.json").exists, 30, what="lag.json")
     started = time.monotonic()
     assert d.terminate(timeout=90) == 0, d.logs()
     took = time.monotonic() - started
     assert took < supervisor.STOPWAITSECS, f"stopping took {took:.1f} s: a stage ignored SIGTERM"
     assert not any(alive(p) for p in pids.values())
     assert strays(d.run_dir, config) == {}
-    for stage in STAGES:   # each stage finished its step and exited 0 on SIGTERM, not killed
+    for stage in STAGES:  # each stage finished its step and exited 0 on SIGTERM, not killed
         log = (d.run_dir / "logs" / f"{stage}.log").read_text()
         assert "stopping on SIGTERM" in log, log[-2000:]
     sup_log = (d.run_dir / "logs" / "supervisord.log").read_text()
@@ -373,25 +402,33 @@ def test_config_error_makes_the_stage_fatal_not_restarted_forever(deploy):
     pids = wait_running(d.conf)
     good = config.read_text()
     config.write_text(good.replace("report_interval_seconds: 1", "report_interval_seconds: -1"))
-    os.kill(pids["reporter"], signal.SIGKILL)           # it restarts, now reading the broken file
+    os.kill(pids["reporter"], signal.SIGKILL)  # it restarts, now reading the broken file
     started = time.monotonic()
     wait_states(d.conf, {"reporter": "FATAL", "sampler": "RUNNING", "housekeeper": "RUNNING"}, FATAL_TIMEOUT)
     took = time.monotonic() - started
     sup_log = (d.run_dir / "logs" / "supervisord.log").read_text()
-    assert len(re.findall(r"exited: reporter \(exit status 2; not expected\)", sup_log)) == 1 + supervisor.STARTRETRIES
+    assert (
+        len(re.findall(r"exited: reporter \(exit status 2; not expected\)", sup_log))
+        == 1 + supervisor.STARTRETRIES
+    )
     assert "gave up: reporter entered FATAL state" in sup_log
     rep_log = (d.run_dir / "logs" / "reporter.log").read_text()
     assert "config error: monitoring.report_interval_seconds" in rep_log
     # and it stays FATAL: no more attempts
     time.sleep(3)
     assert states(d.conf)["reporter"] == "FATAL"
-    assert (d.run_dir / "logs" / "supervisord.log").read_text().count("spawned: 'reporter'") == 2 + supervisor.STARTRETRIES
+    assert (d.run_dir / "logs" / "supervisord.log").read_text().count(
+        "spawned: 'reporter'"
+    ) == 2 + supervisor.STARTRETRIES
     # the operator fixes the file and starts it again
     config.write_text(good)
     out = ctl(d.conf, "start", "lagmon:reporter")
     assert out.returncode == 0, out.stdout + out.stderr
     assert states(d.conf)["reporter"] == "RUNNING"
-    assert (stage_pid(d.conf, "sampler"), stage_pid(d.conf, "housekeeper")) == (pids["sampler"], pids["housekeeper"])
+    assert (stage_pid(d.conf, "sampler"), stage_pid(d.conf, "housekeeper")) == (
+        pids["sampler"],
+        pids["housekeeper"],
+    )
     print(f"reporter FATAL {took:.1f} s after the broken restart")
 
 
@@ -399,8 +436,13 @@ def test_lagmon_run_refuses_a_socket_path_too_long(tmp_path):
     base = short_dir()
     config = unreachable_config(base)
     run_dir = base / ("x" * 120)
-    out = subprocess.run([sys.executable, "-m", "lagmon", "run", "--config", str(config), "--run-dir", str(run_dir)],
-                         cwd=base, capture_output=True, text=True, timeout=30)
+    out = subprocess.run(
+        [sys.executable, "-m", "lagmon", "run", "--config", str(config), "--run-dir", str(run_dir)],
+        cwd=base,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     shutil.rmtree(base, ignore_errors=True)
     assert out.returncode == 2 and "longer than 107 bytes" in out.stderr, out.stderr
 
@@ -409,8 +451,13 @@ def test_lagmon_run_bad_config_exit_2_without_starting_supervisord(tmp_path):
     base = short_dir()
     config = base / "config.yaml"
     config.write_text("kafka: {bootstrap_servers: ''}\n")
-    out = subprocess.run([sys.executable, "-m", "lagmon", "run", "--config", str(config), "--run-dir", str(base / "run")],
-                         cwd=base, capture_output=True, text=True, timeout=30)
+    out = subprocess.run(
+        [sys.executable, "-m", "lagmon", "run", "--config", str(config), "--run-dir", str(base / "run")],
+        cwd=base,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert out.returncode == 2 and "config error" in out.stderr, out.stderr
     assert not (base / "run").exists()
     shutil.rmtree(base, ignore_errors=True)
@@ -423,9 +470,11 @@ def test_committed_supervisord_conf_has_no_drift():
     committed = (REPO / "supervisord.conf").read_text()
     assert committed == supervisor.render(supervisor.CHECKOUT), (
         "supervisord.conf differs from lagmon.supervisor.render(CHECKOUT); "
-        "regenerate it with `python -m lagmon.supervisor > supervisord.conf`")
-    out = subprocess.run([sys.executable, "-m", "lagmon.supervisor"], cwd=REPO, capture_output=True, text=True,
-                         timeout=30)
+        "regenerate it with `python -m lagmon.supervisor > supervisord.conf`"
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "lagmon.supervisor"], cwd=REPO, capture_output=True, text=True, timeout=30
+    )
     assert out.returncode == 0 and out.stdout == committed
 
 
@@ -443,7 +492,10 @@ def test_committed_supervisord_conf_parses_with_supervisors_own_options(monkeypa
         assert p.command == f"{REPO}/.venv/bin/python -m processes.{stage} --config /etc/lagmon/config.yaml"
         assert p.directory == str(REPO)
         assert (p.startsecs, p.startretries, p.stopwaitsecs) == (
-            supervisor.STARTSECS, supervisor.STARTRETRIES, supervisor.STOPWAITSECS)
+            supervisor.STARTSECS,
+            supervisor.STARTRETRIES,
+            supervisor.STOPWAITSECS,
+        )
         assert p.stopsignal == signal.SIGTERM and p.stopasgroup and p.killasgroup
         assert p.autorestart is RestartUnconditionally
     assert opts.serverurl == f"unix://{REPO}/run/supervisor.sock"
@@ -466,9 +518,14 @@ def test_checkout_supervisord_conf_runs_and_a_broken_config_goes_fatal():
     broken = base / "broken.yaml"
     broken.write_text("kafka:\n  bootstrap_servers: [unclosed\n")
     good = unreachable_config(base / "cfg")
-    proc = subprocess.Popen([str(BIN / "supervisord"), "-n", "-c", str(conf)], cwd=base,
-                            env={**os.environ, "LAGMON_CONFIG": str(broken)},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [str(BIN / "supervisord"), "-n", "-c", str(conf)],
+        cwd=base,
+        env={**os.environ, "LAGMON_CONFIG": str(broken)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         started = time.monotonic()
         wait_states(conf, {s: "FATAL" for s in STAGES}, FATAL_TIMEOUT)
@@ -481,9 +538,14 @@ def test_checkout_supervisord_conf_runs_and_a_broken_config_goes_fatal():
         # the same conf with a good config: all three come up (the sampler retries the absent broker)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0
-        proc = subprocess.Popen([str(BIN / "supervisord"), "-n", "-c", str(conf)], cwd=base,
-                                env={**os.environ, "LAGMON_CONFIG": str(good)},
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(
+            [str(BIN / "supervisord"), "-n", "-c", str(conf)],
+            cwd=base,
+            env={**os.environ, "LAGMON_CONFIG": str(good)},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         pids = wait_running(conf)
         assert all(alive(p) for p in pids.values())
         proc.send_signal(signal.SIGTERM)

@@ -38,16 +38,16 @@ def head_rows(draw, max_rows: int = 400):
 def test_bounds_and_always_kept_rows(rows, max_entries, later):
     now = None if later is None or not rows else rows[-1][2] + later
     kept = keep_indexes(rows, max_entries, now=now)
-    assert kept == keep_indexes(list(rows), max_entries, now=now)       # deterministic
+    assert kept == keep_indexes(list(rows), max_entries, now=now)  # deterministic
     assert kept <= set(range(len(rows)))
     if len(rows) <= max_entries:
         assert kept == set(range(len(rows)))
         return
     assert len(kept) <= max_entries
-    assert 0 in kept                                                     # the oldest: history span kept
+    assert 0 in kept  # the oldest: history span kept
     k = newest_kept(max_entries)
     assert k >= min(2, max_entries - 1)
-    assert set(range(len(rows) - k, len(rows))) <= kept                 # the newest rows
+    assert set(range(len(rows) - k, len(rows))) <= kept  # the newest rows
 
 
 @PROPS
@@ -58,9 +58,9 @@ def test_gaps_bounded_by_ratio_times_age(rows, max_entries):
     if len(rows) <= max_entries:
         return
     r = spacing_ratio(rows, max_entries)
-    assert 0 < r
+    assert r > 0
     ref = rows[-1][2]
-    for older, newer in zip(kept, kept[1:]):
+    for older, newer in zip(kept, kept[1:], strict=False):
         if newer - older == 1:
             continue
         gap = rows[newer][1] - rows[older][2]
@@ -75,10 +75,12 @@ def test_spacing_grows_with_age(n, max_entries, dt):
     if n <= max_entries:
         assert len(kept) == n
         return
-    steps = [b - a for a, b in zip(kept[1:], kept[2:])]   # index gaps, oldest first, without the jump from row 0
-    for older, newer in zip(steps, steps[1:]):
+    steps = [
+        b - a for a, b in zip(kept[1:], kept[2:], strict=False)
+    ]  # index gaps, oldest first, without the jump from row 0
+    for older, newer in zip(steps, steps[1:], strict=False):
         assert older >= newer
-    assert len(kept) >= max_entries - 2                      # the budget is (nearly) used
+    assert len(kept) >= max_entries - 2  # the budget is (nearly) used
 
 
 def test_small_budget_and_validation():
@@ -93,6 +95,7 @@ def test_small_budget_and_validation():
 
 
 # ---------------------------------------------------------------- lag error after thinning
+
 
 def week_of_rows(seed: int, days: float = 7.0) -> list[tuple[int, float, float]]:
     """1 sample/min for `days` with a diurnal, bursty rate and idle hours (flat runs collapse)."""
@@ -118,8 +121,15 @@ def week_of_rows(seed: int, days: float = 7.0) -> list[tuple[int, float, float]]
 
 def lag_from(rows, c, now):
     b = history_bracket(rows, [], c)
-    inp = SimpleNamespace(group_id="g", topic="t", partition=0, committed=c, commit_first_seen=now - 3600,
-                          commit_last_seen=now - 60, **b._asdict())
+    inp = SimpleNamespace(
+        group_id="g",
+        topic="t",
+        partition=0,
+        committed=c,
+        commit_first_seen=now - 3600,
+        commit_last_seen=now - 60,
+        **b._asdict(),
+    )
     return partition_lag(inp, now)
 
 

@@ -38,11 +38,12 @@ PROPS = settings(max_examples=150, deadline=None)
 
 # ---------------------------------------------------------------- helpers
 
+
 @dataclass
 class History:
-    base: int                 # head at the first sample: messages < base were appended before it
-    samples: list[float]      # sample times, strictly increasing
-    msg_times: list[float]    # append time of message base + i
+    base: int  # head at the first sample: messages < base were appended before it
+    samples: list[float]  # sample times, strictly increasing
+    msg_times: list[float]  # append time of message base + i
     rows: list[tuple[int, float, float]]  # collapsed head rows, oldest first
 
     @property
@@ -77,9 +78,9 @@ def histories(draw, max_samples: int = 25, max_burst: int = 20) -> History:
         samples.append(samples[-1] + g)
     rnd = draw(st.randoms(use_true_random=False))
     msg_times: list[float] = []
-    for lo, hi in zip(samples, samples[1:]):
+    for lo, hi in zip(samples, samples[1:], strict=False):
         burst = draw(st.sampled_from([0, 0, 1, 2, 5, max_burst]))
-        after = math.nextafter(lo, math.inf)   # appended strictly after sample lo, at or before hi
+        after = math.nextafter(lo, math.inf)  # appended strictly after sample lo, at or before hi
         msg_times.extend(sorted(max(after, lo + (hi - lo) * (1.0 - rnd.random())) for _ in range(burst)))
     return build_history(base, samples, msg_times)
 
@@ -88,10 +89,15 @@ def lag_input(rows, c, *, anchors=(), commit_first=None, commit_last=None, parti
     """A duck-typed store.LagInput built from a whole history (via history_bracket)."""
     b = history_bracket(rows, list(anchors), c)
     last = rows[-1][2] if rows else T0
-    return SimpleNamespace(group_id="g", topic="t", partition=partition, committed=c,
-                           commit_first_seen=last - 60.0 if commit_first is None else commit_first,
-                           commit_last_seen=last if commit_last is None else commit_last,
-                           **b._asdict())
+    return SimpleNamespace(
+        group_id="g",
+        topic="t",
+        partition=partition,
+        committed=c,
+        commit_first_seen=last - 60.0 if commit_first is None else commit_first,
+        commit_last_seen=last if commit_last is None else commit_last,
+        **b._asdict(),
+    )
 
 
 def lag(rows, c, now, **kw) -> PartitionLag:
@@ -139,11 +145,15 @@ def test_append_time_interpolates_linearly():
     assert append_time(10, [(10, 100.0)], [(20, 200.0)]) == (100.0, False)
     # ties: A takes the latest time, B the earliest
     assert append_time(10, [(10, 90.0), (10, 100.0), (5, 1.0)], [(11, 130.0), (11, 120.0), (30, 999.0)]) == (
-        100.0, False)
+        100.0,
+        False,
+    )
 
 
 def test_append_time_ignores_wrong_side_and_nan_candidates():
-    t, lower = append_time(10, [(10, 100.0), (12, 5.0), (9, math.nan)], [(20, 200.0), (10, 0.0), (15, math.inf)])
+    t, lower = append_time(
+        10, [(10, 100.0), (12, 5.0), (9, math.nan)], [(20, 200.0), (10, 0.0), (15, math.inf)]
+    )
     assert (t, lower) == (100.0, False)
     assert append_time(5, [], [(7, 70.0)]) == (70.0, True)
     with pytest.raises(ValueError):
@@ -165,9 +175,10 @@ def test_anchor_candidates():
 
 # ---------------------------------------------------------------- evaluation time
 
+
 def test_evaluation_time():
-    assert evaluation_time(100.0, 160.0, 1000.0) == 1000.0   # static commit: still static now
-    assert evaluation_time(160.0, 160.0, 1000.0) == 160.0    # just advanced: the sample time
+    assert evaluation_time(100.0, 160.0, 1000.0) == 1000.0  # static commit: still static now
+    assert evaluation_time(160.0, 160.0, 1000.0) == 160.0  # just advanced: the sample time
     assert evaluation_time(2000.0, 2000.0, 1000.0) == 1000.0  # never later than now
 
 
@@ -226,6 +237,7 @@ def test_advanced_commit_is_evaluated_at_its_sample_time():
 
 # ---------------------------------------------------------------- properties on whole histories
 
+
 @PROPS
 @given(h=histories(), extra=st.floats(0, 86_400))
 def test_never_negative_nan_and_truth_in_the_same_bracket(h, extra):
@@ -242,13 +254,13 @@ def test_never_negative_nan_and_truth_in_the_same_bracket(h, extra):
         t_star = now - p.seconds
         if c < h.base:
             assert p.lower_bound
-            assert p.seconds == pytest.approx(now - h.rows[0][1])   # lower bound: now - oldest
+            assert p.seconds == pytest.approx(now - h.rows[0][1])  # lower bound: now - oldest
             assert b.oldest_head == (h.rows[0][0], h.rows[0][1])
             continue
         assert not p.lower_bound
         t_a, t_b = b.head_below[1], b.head_above[1]
-        assert t_a < h.true_time(c) <= t_b                 # the simulation's truth
-        assert t_a - 1e-6 <= t_star <= t_b + 1e-6          # the estimate: same bracket
+        assert t_a < h.true_time(c) <= t_b  # the simulation's truth
+        assert t_a - 1e-6 <= t_star <= t_b + 1e-6  # the estimate: same bracket
 
 
 @PROPS
@@ -257,10 +269,10 @@ def test_monotone_smaller_offset_never_less_lag(h, extra, use_anchors, data):
     anchors = []
     if use_anchors and h.msg_times:
         picks = data.draw(st.lists(st.integers(0, len(h.msg_times) - 1), max_size=5))
-        anchors = [(h.base + i, h.msg_times[i]) for i in picks]   # exact message timestamps
+        anchors = [(h.base + i, h.msg_times[i]) for i in picks]  # exact message timestamps
     now = h.samples[-1] + extra
     lags = [lag(h.rows, c, now, anchors=anchors).seconds for c in offsets_to_probe(h)]
-    for older, newer in zip(lags, lags[1:]):
+    for older, newer in zip(lags, lags[1:], strict=False):
         assert older >= newer - 1e-6
 
 
@@ -269,7 +281,7 @@ def test_monotone_smaller_offset_never_less_lag(h, extra, use_anchors, data):
 def test_exact_at_snapshot_points(h, extra):
     """c == a row's offset: the head sat at c until last_seen, so message c came after it: t* = last_seen."""
     now = h.samples[-1] + extra
-    for offset, first, last in h.rows[:-1]:
+    for offset, _first, last in h.rows[:-1]:
         p = lag(h.rows, offset, now)
         assert p.seconds == now - last
         assert not p.lower_bound
@@ -295,23 +307,24 @@ def test_anchor_between_commit_and_history_is_a_tighter_lower_bound(h, extra, da
     assume(h.base >= 2)
     o = data.draw(st.integers(1, h.base - 1))
     c = data.draw(st.integers(0, o - 1))
-    ts = T0 - data.draw(st.floats(0, 1e6))       # message o was appended before the first sample
+    ts = T0 - data.draw(st.floats(0, 1e6))  # message o was appended before the first sample
     now = h.samples[-1] + extra
     p = lag(h.rows, c, now, anchors=[(o, ts)])
     assert p.lower_bound
     assert p.seconds == now - ts
-    q = lag(h.rows, c, now)                       # without the anchor: now - oldest first_seen
+    q = lag(h.rows, c, now)  # without the anchor: now - oldest first_seen
     assert q.lower_bound and q.seconds == now - h.rows[0][1] <= p.seconds
 
 
 # ---------------------------------------------------------------- named examples
+
 
 def test_flat_run_uses_its_latest_time():
     """Idle topic for 10 h, then one message: a consumer one message behind lags ~1 interval."""
     idle_until = T0 + 36_000
     rows = [(500, T0, idle_until), (501, idle_until + 60, idle_until + 60)]
     p = lag(rows, 500, idle_until + 60)
-    assert p.seconds == pytest.approx(60)      # not 10 hours
+    assert p.seconds == pytest.approx(60)  # not 10 hours
     assert not p.lower_bound
 
 
@@ -320,7 +333,7 @@ def test_live_head_is_the_newest_point():
     now = T0 + 120
     assert lag(rows, 120, now).seconds == pytest.approx(now - (T0 + 60 + 20 / 50 * 60))
     assert lag(rows, 150, now).seconds == 0
-    assert lag(rows, 170, now).seconds == 0     # c > h: clamp, never negative
+    assert lag(rows, 170, now).seconds == 0  # c > h: clamp, never negative
 
 
 def test_below_the_oldest_snapshot_is_a_lower_bound():
@@ -330,34 +343,66 @@ def test_below_the_oldest_snapshot_is_a_lower_bound():
 
 
 def test_no_head_known_is_caught_up_and_negative_commit_is_none():
-    inp = SimpleNamespace(group_id="g", topic="t", partition=3, committed=5, commit_first_seen=T0,
-                          commit_last_seen=T0, head_below=None, head_above=None, anchor_below=None,
-                          anchor_above=None, newest_head=None, oldest_head=None)
+    inp = SimpleNamespace(
+        group_id="g",
+        topic="t",
+        partition=3,
+        committed=5,
+        commit_first_seen=T0,
+        commit_last_seen=T0,
+        head_below=None,
+        head_above=None,
+        anchor_below=None,
+        anchor_above=None,
+        newest_head=None,
+        oldest_head=None,
+    )
     assert partition_lag(inp, T0 + 10) == PartitionLag(3, 0.0, False, T0)
     inp.committed = -1
     assert partition_lag(inp, T0 + 10) is None
 
 
 def test_missing_upper_point_is_treated_as_caught_up():
-    inp = SimpleNamespace(group_id="g", topic="t", partition=0, committed=5, commit_first_seen=T0,
-                          commit_last_seen=T0 + 5, head_below=(5, T0), head_above=None, anchor_below=None,
-                          anchor_above=None, newest_head=9, oldest_head=(5, T0))
+    inp = SimpleNamespace(
+        group_id="g",
+        topic="t",
+        partition=0,
+        committed=5,
+        commit_first_seen=T0,
+        commit_last_seen=T0 + 5,
+        head_below=(5, T0),
+        head_above=None,
+        anchor_below=None,
+        anchor_above=None,
+        newest_head=9,
+        oldest_head=(5, T0),
+    )
     assert partition_lag(inp, T0 + 10).seconds == 0
 
 
 def test_history_bracket_fields_match_store_lag_input():
     rows = [(10, 1.0, 2.0), (20, 3.0, 4.0), (30, 5.0, 6.0)]
     b = history_bracket(rows, [(12, 2.5), (20, 3.5), (25, 4.5)], 20)
-    assert b == Bracket(head_below=(20, 4.0), head_above=(30, 5.0), anchor_below=(20, 3.5),
-                        anchor_above=(20, 3.5), newest_head=30, oldest_head=(10, 1.0), head_below_since=3.0)
+    assert b == Bracket(
+        head_below=(20, 4.0),
+        head_above=(30, 5.0),
+        anchor_below=(20, 3.5),
+        anchor_above=(20, 3.5),
+        newest_head=30,
+        oldest_head=(10, 1.0),
+        head_below_since=3.0,
+    )
     assert history_bracket([], [], 5) == Bracket(None, None, None, None, None, None)
     assert history_bracket(rows, [], 5).head_below is None
     assert history_bracket(rows, [], 35).head_above is None
 
 
 @PROPS
-@given(h=histories(max_samples=12), anchors=st.lists(st.tuples(st.integers(0, 10_300), st.floats(0, 1e10)),
-                                                      max_size=6), c=st.integers(0, 10_300))
+@given(
+    h=histories(max_samples=12),
+    anchors=st.lists(st.tuples(st.integers(0, 10_300), st.floats(0, 1e10)), max_size=6),
+    c=st.integers(0, 10_300),
+)
 def test_history_bracket_matches_brute_force(h, anchors, c):
     b = history_bracket(h.rows, anchors, c)
     low = [r for r in h.rows if r[0] <= c]
@@ -373,8 +418,13 @@ def test_history_bracket_matches_brute_force(h, anchors, c):
 
 # ---------------------------------------------------------------- group_lag
 
-part_lags = st.builds(PartitionLag, partition=st.integers(0, 50), seconds=st.floats(0, 1e7),
-                      lower_bound=st.booleans(), at=st.floats(T0, T0 + 1e6))
+part_lags = st.builds(
+    PartitionLag,
+    partition=st.integers(0, 50),
+    seconds=st.floats(0, 1e7),
+    lower_bound=st.booleans(),
+    at=st.floats(T0, T0 + 1e6),
+)
 
 
 @PROPS
@@ -399,10 +449,17 @@ def test_group_lag_picks_the_worst_partition(parts, now):
 
 def test_group_lag_examples():
     assert group_lag([], 5.0) == GroupLag(0, None, False, 0, 5.0)
-    parts = [PartitionLag(2, 30.4, False, 1.0), PartitionLag(0, 30.4, True, 2.0), PartitionLag(1, 0.0, False, 3.0)]
+    parts = [
+        PartitionLag(2, 30.4, False, 1.0),
+        PartitionLag(0, 30.4, True, 2.0),
+        PartitionLag(1, 0.0, False, 3.0),
+    ]
     assert group_lag(parts, 9.0) == GroupLag(30, 0, True, 3, 2.0)
     assert group_lag([PartitionLag(4, 0.2, False, 1.0)], 9.0) == GroupLag(0, None, False, 1, 1.0)
-    assert group_lag([PartitionLag(4, 0.0, False, 1.0), PartitionLag(5, 0.0, False, 7.0)], 9.0).calculated_at == 7.0
+    assert (
+        group_lag([PartitionLag(4, 0.0, False, 1.0), PartitionLag(5, 0.0, False, 7.0)], 9.0).calculated_at
+        == 7.0
+    )
     assert group_lag([PartitionLag(4, 2.5, False, 1.0), None], 9.0) == GroupLag(3, 4, False, 1, 1.0)
 
 
@@ -410,8 +467,13 @@ def test_group_lag_examples():
 
 # Small integer-valued times make ties (equal lags, equal t*) common.
 times = st.integers(0, 60).map(float)
-terms = st.builds(Term, partition=st.integers(0, 5), t_star=st.none() | times, lower_bound=st.booleans(),
-                  held_at=st.none() | times)
+terms = st.builds(
+    Term,
+    partition=st.integers(0, 5),
+    t_star=st.none() | times,
+    lower_bound=st.booleans(),
+    held_at=st.none() | times,
+)
 
 
 @PROPS
@@ -429,9 +491,13 @@ def test_summary_gives_the_group_lag_at_any_later_now(ts, after):
 def test_group_lags_equal_partition_by_partition_on_histories(h, extra, data):
     commits = data.draw(st.lists(st.integers(max(0, h.base - 3), h.newest + 2), min_size=1, max_size=5))
     last = h.samples[-1]
-    firsts = data.draw(st.lists(st.sampled_from([last, last - 30.0]), min_size=len(commits), max_size=len(commits)))
-    inputs = [lag_input(h.rows, c, partition=i, commit_first=f, commit_last=last)
-              for i, (c, f) in enumerate(zip(commits, firsts))]
+    firsts = data.draw(
+        st.lists(st.sampled_from([last, last - 30.0]), min_size=len(commits), max_size=len(commits))
+    )
+    inputs = [
+        lag_input(h.rows, c, partition=i, commit_first=f, commit_last=last)
+        for i, (c, f) in enumerate(zip(commits, firsts, strict=False))
+    ]
     now = last + extra
     assert group_lags(inputs, now) == {("g", "t"): group_lag([partition_lag(i, now) for i in inputs], now)}
 
@@ -440,7 +506,7 @@ def test_summary_examples():
     # partition 1 grows with now from t*=10; partition 0 holds 40 s at 50
     s = summarize([Term(0, 10.0, False, 50.0), Term(1, 10.0, True, None), Term(2, None, False, 55.0)])
     assert s == LagSummary(3, (10.0, 1, True), True, (40.0, 0, False, 50.0), 55.0)
-    assert group_lag_at(s, 50.0) == GroupLag(40, 0, False, 3, 50.0)   # tie at 40 s: partition 0
-    assert group_lag_at(s, 80.0) == GroupLag(70, 1, True, 3, 80.0)    # the growing one overtakes
+    assert group_lag_at(s, 50.0) == GroupLag(40, 0, False, 3, 50.0)  # tie at 40 s: partition 0
+    assert group_lag_at(s, 80.0) == GroupLag(70, 1, True, 3, 80.0)  # the growing one overtakes
     assert group_lag_at(summarize([]), 9.0) == GroupLag(0, None, False, 0, 9.0)
     assert group_lag_at(summarize([Term(3, None, False, 7.0)]), 9.0) == GroupLag(0, None, False, 1, 7.0)
