@@ -1,0 +1,100 @@
+"""One process per stage per database, and no process outliving its parent.
+
+`hold(db_path, stage)` takes an exclusive `flock` on `<db_path>.<stage>.lock`. The kernel
+releases it when the holder dies however it dies (SIGKILL, OOM), so a stale lock cannot block
+a restart, and a live holder always blocks a second copy. The file holds the holder's pid so
+the refusal can name it.
+
+`watch_parent(on_orphan)` ends a process whose parent died (supervisord SIGKILLed, or the
+sampler for its offsets worker): the kernel sends SIGTERM at the parent's death
+(PR_SET_PDEATHSIG), and a thread that polls the parent pid covers the window before prctl
+and any platform without it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import fcntl
+import os
+import signal
+import threading
+from collections.abc import Callable
+
+PR_SET_PDEATHSIG = 1
+PARENT_POLL_SECONDS = 0.5
+
+
+class AlreadyRunning(Exception):
+    """Another live process holds this stage's lock on this database."""
+
+
+class InstanceLock:
+    def __init__(self, path: str, fd: int):
+        self.path, self._fd = path, fd
+
+    def release(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)  # closing the descriptor drops the flock
+            self._fd = -1
+
+
+def lock_path(db_path: str, stage: str) -> str:
+    return f"{os.path.abspath(db_path)}.{stage}.lock"
+
+
+def hold(db_path: str, stage: str) -> InstanceLock:
+    """Take the stage's lock beside the database, or raise AlreadyRunning naming the holder."""
+    path = lock_path(db_path, stage)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        holder = _read_pid(fd)
+        os.close(fd)
+        if exc.errno not in (errno.EAGAIN, errno.EACCES):
+            raise
+        who = f"pid {holder}" if holder else "another process"
+        raise AlreadyRunning(
+            f"another {stage} is already running on the database {os.path.abspath(db_path)} "
+            f"({who} holds {path}); at most one {stage} may run per database"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return InstanceLock(path, fd)
+
+
+def _read_pid(fd: int) -> int | None:
+    try:
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+        return int(text) if text.isdigit() else None
+    except OSError:
+        return None
+
+
+def watch_parent(on_orphan: Callable[[], None], *, poll: float = PARENT_POLL_SECONDS) -> None:
+    """Call on_orphan() once when this process's parent dies (its ppid changes).
+
+    The parent is the one at the time of the call. With prctl the kernel also sends SIGTERM at
+    the parent's death, which reaches the stage's ordinary SIGTERM handler.
+    """
+    parent = os.getppid()
+    _set_parent_death_signal(signal.SIGTERM)
+    if os.getppid() != parent:  # it died before prctl took effect
+        on_orphan()
+        return
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            threading.Event().wait(poll)
+        on_orphan()
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def _set_parent_death_signal(signum: int) -> bool:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_PDEATHSIG, int(signum), 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
