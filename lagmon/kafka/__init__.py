@@ -10,6 +10,8 @@
 What is secret, and its masking, comes from lagmon.secrets.
 """
 
+from typing import TYPE_CHECKING
+
 from lagmon.kafka.anchors import ANCHOR_GROUP_ID
 from lagmon.kafka.client import KafkaClient
 from lagmon.kafka.errors import KINDS, KafkaUnavailable
@@ -28,3 +30,8 @@ __all__ = [
     "KafkaUnavailable",
     "client_properties",
 ]
+
+if TYPE_CHECKING:  # mypy: both real clients satisfy the sampler's protocol
+
+    def _satisfy(plain: KafkaClient, isolated: IsolatedKafkaClient) -> tuple[KafkaSource, KafkaSource]:
+        return plain, isolated
