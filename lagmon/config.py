@@ -23,7 +23,8 @@ from typing import Any
 
 import yaml
 
-MASK = "********"
+from lagmon.secrets import MASK, is_secret
+
 PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "GSSAPI", "OAUTHBEARER")
 USER_PASSWORD_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
@@ -245,14 +246,6 @@ def librdkafka_properties(value: Any) -> dict[str, str]:
             rule = f"property {name!r} must be a string, number or boolean, not {_kind(item)}"
             raise Invalid(rule) if is_secret(name) else Invalid(rule, item)
     return properties
-
-
-def is_secret(name: str) -> bool:
-    """True for keys whose value must never be shown (sasl_password, librdkafka *password*/*secret*)."""
-    lowered = name.lower()
-    return (
-        "password" in lowered or "secret" in lowered or lowered in ("ssl.key.pem", "sasl.oauthbearer.config")
-    )
 
 
 _REFERENCE = re.compile(r"\$(?:(\$)|\{([^}]*)\}|(\{))")

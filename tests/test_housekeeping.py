@@ -23,8 +23,11 @@ import os
 import random
 import sqlite3
 import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from lagmon import config, thinning
+from lagmon.kafka import KafkaSource
 from lagmon.sampling import Sampler
 from lagmon.stages import Housekeeper, Reporter
 from lagmon.store import GroupStatus, Store, Transition
@@ -165,7 +168,9 @@ class SimCluster:
         self.requests += 1
         return {g for g, c in self.groups_.items() if c.listed(self.now)}, True
 
-    def committed(self, groups):
+    def committed(
+        self, groups: Iterable[str]
+    ) -> tuple[dict[str, dict[tuple[str, int], int]], dict[str, str]]:
         out = {}
         for g in groups:
             self.requests += 1
@@ -176,18 +181,20 @@ class SimCluster:
             out[g] = {(c.topic, p): sp.head(at) for p, sp in enumerate(self.parts[c.topic])}
         return out, {}
 
-    def heads(self, partitions):
+    def heads(self, partitions: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int]:
         self.requests += 1
         return {(t, p): self.parts[t][p].head(self.now) for t, p in partitions}
 
-    def message_time(self, topic, partition, offset):
+    def message_time(self, topic: str, partition: int, offset: int) -> tuple[int, float] | None:
         self.requests += 1
         sp = self.parts[topic][partition]
         if offset >= sp.head(self.now):
             return None
         return offset, sp.append_time(offset)
 
-    def message_times(self, wanted, *, budget=None):
+    def message_times(
+        self, wanted: Iterable[tuple[str, int, int]], *, budget: float | None = None
+    ) -> dict[tuple[str, int, int], tuple[int, float] | None]:
         return {(t, p, o): self.message_time(t, p, o) for t, p, o in wanted}
 
     def close(self):
@@ -203,6 +210,10 @@ class SimCluster:
             if committed < sp.head(now):
                 worst = max(worst, now - sp.append_time(committed))
         return worst
+
+
+if TYPE_CHECKING:  # mypy: the stand-in answers like the real client
+    _: KafkaSource = SimCluster()
 
 
 # --------------------------------------------------------------------------- helpers

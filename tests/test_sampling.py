@@ -5,9 +5,13 @@ and test_e2e.py."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
 import pytest
 
 from lagmon import config
+from lagmon.kafka import KafkaSource
 from lagmon.sampling import Sampler, matching_pattern
 from lagmon.store import Store
 
@@ -24,28 +28,36 @@ class ScriptedKafka:
         self.times = {}
         self.calls = []
 
-    def topics(self):
+    def topics(self) -> dict[str, int]:
         self.calls.append(("topics",))
         return dict(self.topic_partitions)
 
-    def groups(self):
+    def groups(self) -> tuple[set[str], bool]:
         self.calls.append(("groups",))
         return set(self.listed), self.complete
 
-    def committed(self, groups):
+    def committed(
+        self, groups: Iterable[str]
+    ) -> tuple[dict[str, dict[tuple[str, int], int]], dict[str, str]]:
         groups = list(groups)
         self.calls.append(("committed", tuple(groups)))
         return {g: dict(self.commits.get(g, {})) for g in groups}, {}
 
-    def heads(self, partitions):
+    def heads(self, partitions: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int]:
         partitions = list(partitions)
         self.calls.append(("heads", tuple(partitions)))
         return {tp: self.head[tp] for tp in partitions if tp in self.head}
 
-    def message_times(self, wanted, budget=None):
+    def message_times(
+        self, wanted: Iterable[tuple[str, int, int]], *, budget: float | None = None
+    ) -> dict[tuple[str, int, int], tuple[int, float] | None]:
         wanted = list(wanted)
         self.calls.append(("message_times", tuple(wanted)))
         return {k: self.times.get(k) for k in wanted}
+
+
+if TYPE_CHECKING:  # mypy: the stand-in answers like the real client
+    _: KafkaSource = ScriptedKafka()
 
 
 def make_cfg(tmp_path, **monitoring):
