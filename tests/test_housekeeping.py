@@ -25,8 +25,9 @@ import sqlite3
 import time
 
 from lagmon import config, thinning
-from lagmon.sampling import Sampler
-from lagmon.stages import Housekeeper, Reporter
+from lagmon.stages.sampler import Sampler
+from lagmon.stages.housekeeper import Housekeeper
+from lagmon.stages.reporter import Reporter
 from lagmon.store import GroupStatus, Store, Transition
 
 T0 = 1_700_000_000.0

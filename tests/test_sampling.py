@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from lagmon import config
-from lagmon.sampling import Sampler, matching_pattern
+from lagmon.stages.sampler import Sampler, matching_pattern
 from lagmon.store import Store
 
 
@@ -296,7 +296,7 @@ def test_burst_past_a_caught_up_group_is_dated_by_its_first_message(env):
 
 
 def test_reporter_reads_the_sampler_summary_and_agrees_with_the_history(env):
-    from lagmon.stages import Reporter
+    from lagmon.stages.reporter import Reporter
 
     cfg, store, kafka = env
     kafka.listed = {"g1", "g2"}

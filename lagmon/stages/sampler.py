@@ -1,4 +1,6 @@
-"""One sample of the cluster: what the sampler stage does each pass.
+"""The sampler stage: one sample of the cluster each pass.
+
+`python -m processes.sampler --config PATH [--debug] [--once]` (or `lagmon-sampler`) runs main().
 
 Order matters (time-lag.md): committed offsets FIRST, then head offsets, so a
 committed offset never exceeds the head it is compared with. All groups'
@@ -18,6 +20,8 @@ import time
 from dataclasses import dataclass, field
 
 from lagmon import states, timelag
+from lagmon.kafka import IsolatedKafkaClient
+from lagmon.stages.runtime import printable, stage_main
 from lagmon.store import GroupStatus, Transition
 
 # Never monitored, whatever the config says.
@@ -144,6 +148,28 @@ class Sampler:
         """One sample. Returns the seconds until the next one is due."""
         result = SampleResult()
         started = self._wall()
+        topics, groups = self._list(now, result)
+        due = self._due_groups(groups, now)
+        commits, sampled_keys, commit_at, groups_answered = self._fetch_commits(due, topics)
+        self._fetch_heads(topics, {t for (_g, t) in sampled_keys}, now, result)
+        advanced = self.store.record_commits(commits, commit_at) if commits else set()
+        # 3. lag at sample time, anchors where a commit is below history, states.
+        self._update_states(sampled_keys, advanced, now, result)
+        result.groups_sampled = groups_answered
+        self.last_result = result
+        self.log.debug(
+            "sampled %d groups, %d partitions in %.3fs (%d transitions, %d anchors read)",
+            result.groups_sampled,
+            result.partitions,
+            self._wall() - started,
+            len(result.transitions),
+            result.anchors_read,
+        )
+        return self._next_delay(now)
+
+    def _list(self, now: float, result: SampleResult) -> tuple[dict[str, int], set[str]]:
+        """The monitored topics (name -> partition count) and groups; records exclusions,
+        deleted topics and absent groups on the way."""
         # The housekeeper purges absent groups: the database, not memory, is the truth.
         self.statuses = self.store.group_statuses()
         metadata = self.client.topics()
@@ -161,14 +187,18 @@ class Sampler:
         if complete:
             self._mark_absent(groups, now)
         self._present = groups
+        return topics, groups
 
-        due = self._due_groups(groups, now)
-        # 1. committed offsets, every due group in flight at once.
+    def _fetch_commits(
+        self, due: list[str], topics: dict[str, int]
+    ) -> tuple[dict[tuple[str, str, int], int], set[tuple[str, str]], float, int]:
+        """1. committed offsets, every due group in flight at once. Returns the valid commits,
+        the group/topics they cover, when they were read and how many groups answered."""
         t0 = self._wall()
         committed, errors = self.client.committed(due) if due else ({}, {})
         commit_at = (t0 + self._wall()) / 2
         for group, err in errors.items():
-            self.log.debug("committed offsets of group %s failed: %s", group, err)
+            self.log.debug("committed offsets of group %s failed: %s", printable(group), err)
         commits: dict[tuple[str, str, int], int] = {}
         sampled_keys: set[tuple[str, str]] = set()
         for group, offsets in committed.items():
@@ -176,40 +206,32 @@ class Sampler:
                 if topic in topics and 0 <= partition < topics[topic] and offset >= 0:
                     commits[(group, topic, partition)] = offset
                     sampled_keys.add((group, topic))
+        return commits, sampled_keys, commit_at, len(committed)
 
-        # 2. heads, one batched call, for topics whose groups are due.
-        head_topics = {t for (_g, t) in sampled_keys}
+    def _fetch_heads(
+        self, topics: dict[str, int], head_topics: set[str], now: float, result: SampleResult
+    ) -> None:
+        """2. heads, one batched call, for the topics of due groups and the topics not sampled
+        for an offline interval."""
         for topic in topics:
             if now - self.topic_sampled.get(topic, 0.0) >= self.mon.offline_sample_interval_seconds:
                 head_topics.add(topic)
         partitions = [(t, p) for t in sorted(head_topics) for p in range(topics[t])]
-        if partitions:
-            t1 = self._wall()
-            heads = self.client.heads(partitions)
-            head_at = (t1 + self._wall()) / 2
-            result.reset_partitions = self.store.record_heads(heads, head_at)
-            for tp in result.reset_partitions:
-                self.log.warning(
-                    "head of %s[%d] went down: topic recreated or truncated, history restarted", *tp
-                )
-            for topic in head_topics:
-                self.topic_sampled[topic] = head_at
-            result.partitions = len(heads)
-        advanced = self.store.record_commits(commits, commit_at) if commits else set()
-
-        # 3. lag at sample time, anchors where a commit is below history, states.
-        self._update_states(sampled_keys, advanced, now, result)
-        result.groups_sampled = len(committed)
-        self.last_result = result
-        self.log.debug(
-            "sampled %d groups, %d partitions in %.3fs (%d transitions, %d anchors read)",
-            result.groups_sampled,
-            result.partitions,
-            self._wall() - started,
-            len(result.transitions),
-            result.anchors_read,
-        )
-        return self._next_delay(now)
+        if not partitions:
+            return
+        t1 = self._wall()
+        heads = self.client.heads(partitions)
+        head_at = (t1 + self._wall()) / 2
+        result.reset_partitions = self.store.record_heads(heads, head_at)
+        for topic, partition in result.reset_partitions:
+            self.log.warning(
+                "head of %s[%d] went down: topic recreated or truncated, history restarted",
+                printable(topic),
+                partition,
+            )
+        for topic in head_topics:
+            self.topic_sampled[topic] = head_at
+        result.partitions = len(heads)
 
     def _read_anchors(self, inputs, result: SampleResult) -> set[tuple[str, str]]:
         """Read the message timestamp at commits that fall below the head history or sit at an
@@ -277,15 +299,20 @@ class Sampler:
                 prev_state, advanced=key in moved, lag_seconds=lag_seconds, now=now, t=self.thresholds
             )
             if prev is None:
-                self.log.info("now monitoring group %s on topic %s (lag %ds)", key[0], key[1], lag_seconds)
+                self.log.info(
+                    "now monitoring group %s on topic %s (lag %ds)",
+                    printable(key[0]),
+                    printable(key[1]),
+                    lag_seconds,
+                )
             elif states.transitioned(prev_state, new):
                 transitions.append(
                     Transition(key[0], key[1], now, prev_state.state.value, new.state.value, new.reason)
                 )
                 self.log.info(
                     "group %s topic %s: %s -> %s (%s)",
-                    key[0],
-                    key[1],
+                    printable(key[0]),
+                    printable(key[1]),
                     prev_state.state.value,
                     new.state.value,
                     new.reason,
@@ -339,7 +366,7 @@ class Sampler:
             )
             self.statuses[key] = status
             rows.append(status)
-            self.log.info("group %s topic %s: -> offline (%s)", key[0], key[1], reason)
+            self.log.info("group %s topic %s: -> offline (%s)", printable(key[0]), printable(key[1]), reason)
         if rows:
             self.store.save_group_status(rows)
             self.store.add_transitions(transitions)
@@ -351,7 +378,7 @@ class Sampler:
                 del self.topic_sampled[topic]
                 self.statuses = {k: v for k, v in self.statuses.items() if k[1] != topic}
                 result.deleted_topics.append(topic)
-                self.log.info("topic %s was deleted: its history is dropped", topic)
+                self.log.info("topic %s was deleted: its history is dropped", printable(topic))
 
     def _next_delay(self, now: float) -> float:
         """Seconds until the earliest due group/topic, at most one sample interval."""
@@ -365,3 +392,12 @@ class Sampler:
         if not due:
             return interval
         return max(0.0, min(interval, min(due) - now))
+
+
+def make_step(cfg, store, log):
+    sampler = Sampler(cfg, store, IsolatedKafkaClient(cfg.kafka, logger=log), log)
+    return sampler.step, cfg.monitoring.sample_interval_seconds
+
+
+def main(argv: list[str] | None = None) -> int:
+    return stage_main("sampler", make_step, argv)
