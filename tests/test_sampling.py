@@ -5,6 +5,9 @@ and test_e2e.py."""
 
 from __future__ import annotations
 
+import sqlite3
+from contextlib import closing
+
 import pytest
 
 from lagmon import config
@@ -153,8 +156,12 @@ def test_idle_head_keeps_one_row_with_first_and_last_time(env):
     heads = store.latest_heads()
     row = heads[("orders", 0)]
     assert row.offset == 7 and row.last_seen > row.first_seen
-    # one row per distinct offset: 7 on partition 0, 0 on partition 1
-    assert len(store.lag_inputs()) == 2
+    # one head row per distinct offset: 7 on partition 0, 0 on partition 1
+    with closing(sqlite3.connect(cfg.database.path)) as db:
+        rows = db.execute(
+            "SELECT topic, partition, offset FROM partition_offsets ORDER BY 1, 2, 3"
+        ).fetchall()
+    assert rows == [("orders", 0, 7), ("orders", 1, 0)]
 
 
 def test_partial_group_listing_does_not_make_a_group_absent(env):
