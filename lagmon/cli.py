@@ -153,7 +153,7 @@ def _headline(rows: list[report.ConsumerRow], monitor: dict) -> str:
         reason = monitor.get("stale_reason", "the sampler has not completed a recent sample")
         lines += [
             f"STALE: {printable(reason)}",
-            "       the lags below are from the last sample the sampler completed",
+            "       the lags below are computed from the last samples taken and may be out of date",
         ]
     if rows:
         worst = max(rows, key=lambda r: (r.lag_seconds, r.group_id, r.topic))

@@ -25,9 +25,9 @@ import sqlite3
 import time
 
 from lagmon import config, thinning
-from lagmon.stages.sampler import Sampler
 from lagmon.stages.housekeeper import Housekeeper
 from lagmon.stages.reporter import Reporter
+from lagmon.stages.sampler import Sampler
 from lagmon.store import GroupStatus, Store, Transition
 
 T0 = 1_700_000_000.0

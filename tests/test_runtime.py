@@ -561,3 +561,23 @@ def test_stage_main_process_sigterm_exits_0_and_records_heartbeat(tmp_path):
     assert "INFO lagmon.reporter stopping on SIGTERM" in err
     row = stage_rows(tmp_path)["reporter"]
     assert row.pid == proc.pid and row.last_success is not None
+
+
+# ----------------------------------------------------------------- printable
+
+
+@pytest.mark.parametrize(
+    "text, shown",
+    [
+        ("orders", "orders"),
+        ("ünïcode ok", "ünïcode ok"),
+        ("a\nb", "a\\nb"),
+        ("\x1b[31mred", "\\x1b[31mred"),
+        ("tab\there\r", "tab\\there\\r"),
+        ('quote\'s "fine"', 'quote\'s "fine"'),
+        ("\u2028sep", "\\u2028sep"),
+    ],
+)
+def test_printable_escapes_only_non_printable_characters(text, shown):
+    assert runtime.printable(text) == shown
+    assert runtime.printable(text).isprintable()

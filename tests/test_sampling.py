@@ -351,3 +351,25 @@ def test_commit_at_a_head_that_sat_idle_is_dated_by_its_message_but_a_moving_hea
     statuses = store.group_statuses()
     assert statuses[("g1", "orders")].lag_seconds == 7  # 1020 - 1013, not 1020 - 1010
     assert statuses[("g2", "orders")].lag_seconds == 10  # interpolated at the row of 1010
+
+
+FORGED = "evil\n2026-01-01 00:00:00 ERROR lagmon.sampler forged"
+ESCAPE = "\x1b[31mred"
+
+
+def test_control_characters_in_group_and_topic_names_are_escaped_in_log_lines(env, caplog):
+    """A group id or topic cannot write a line of its own into the log, nor colour it."""
+    cfg, store, kafka = env
+    kafka.topic_partitions[ESCAPE] = 1
+    kafka.head[(ESCAPE, 0)] = 5
+    kafka.listed = {FORGED}
+    kafka.commits = {FORGED: {(ESCAPE, 0): 2, ("orders", 0): 0}}
+    with caplog.at_level("DEBUG", logger="lagmon.sampler"):
+        sampler_at(cfg, store, kafka).step(1000.0)
+    messages = [r.getMessage() for r in caplog.records if r.name == "lagmon.sampler"]
+    monitoring = [m for m in messages if m.startswith("now monitoring group")]
+    assert len(monitoring) == 2, messages
+    for m in messages:
+        assert "\n" not in m and "\x1b" not in m, m
+    assert any("topic \\x1b[31mred" in m for m in monitoring), monitoring
+    assert any("evil\\n2026-01-01" in m for m in monitoring), monitoring
