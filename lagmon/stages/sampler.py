@@ -17,6 +17,7 @@ from __future__ import annotations
 import fnmatch
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from lagmon import states, timelag
@@ -32,6 +33,9 @@ INTERNAL_TOPICS = frozenset({"__consumer_offsets", "__transaction_state"})
 MAX_ANCHOR_READS = 20_000
 ANCHOR_BUDGET_MIN, ANCHOR_BUDGET_MAX = 2.0, 10.0
 
+GroupTopic = tuple[str, str]
+Commits = dict[tuple[str, str, int], int]  # (group, topic, partition) -> committed offset
+
 
 def matching_pattern(name: str, patterns) -> str | None:
     """The first exclude pattern (exact name or shell glob) that matches name."""
@@ -39,6 +43,19 @@ def matching_pattern(name: str, patterns) -> str | None:
         if name == pattern or fnmatch.fnmatchcase(name, pattern):
             return pattern
     return None
+
+
+def split_excluded(names: Iterable[str], patterns) -> tuple[list[str], dict[str, str]]:
+    """The names no pattern matches, and the others with the first pattern that matches each."""
+    kept: list[str] = []
+    excluded: dict[str, str] = {}
+    for name in names:
+        pattern = matching_pattern(name, patterns)
+        if pattern is None:
+            kept.append(name)
+        else:
+            excluded[name] = pattern
+    return kept, excluded
 
 
 def _below_history(inp) -> bool:
@@ -101,30 +118,13 @@ class Sampler:
 
     # ----------------------------------------------------------------- helpers
     def _monitored_topics(self, metadata: dict[str, int]) -> dict[str, int]:
-        excluded: dict[str, str] = {}
-        topics: dict[str, int] = {}
-        for topic, count in metadata.items():
-            if topic in INTERNAL_TOPICS:
-                continue
-            pattern = matching_pattern(topic, self.cfg.exclude.topics)
-            if pattern is not None:
-                excluded[topic] = pattern
-            else:
-                topics[topic] = count
-        self._excluded_topics = excluded
-        return topics
+        names = (t for t in metadata if t not in INTERNAL_TOPICS)
+        kept, self._excluded_topics = split_excluded(names, self.cfg.exclude.topics)
+        return {t: metadata[t] for t in kept}
 
     def _monitored_groups(self, listed: set[str]) -> set[str]:
-        excluded: dict[str, str] = {}
-        groups = set()
-        for group in listed:
-            pattern = matching_pattern(group, self.cfg.exclude.groups)
-            if pattern is not None:
-                excluded[group] = pattern
-            else:
-                groups.add(group)
-        self._excluded_groups = excluded
-        return groups
+        kept, self._excluded_groups = split_excluded(listed, self.cfg.exclude.groups)
+        return set(kept)
 
     def _due_groups(self, groups: set[str], now: float) -> list[str]:
         """Groups with any group/topic due, and new groups (their topics are unknown yet)."""
@@ -145,7 +145,9 @@ class Sampler:
 
     # -------------------------------------------------------------------- step
     def step(self, now: float) -> float:
-        """One sample. Returns the seconds until the next one is due."""
+        """One sample: 1. list topics and groups, 2. fetch the due groups' commits, 3. fetch the
+        heads (after the commits), 4. evaluate lags and states. Returns the seconds until the
+        next sample is due."""
         result = SampleResult()
         started = self._wall()
         topics, groups = self._list(now, result)
@@ -153,7 +155,6 @@ class Sampler:
         commits, sampled_keys, commit_at, groups_answered = self._fetch_commits(due, topics)
         self._fetch_heads(topics, {t for (_g, t) in sampled_keys}, now, result)
         advanced = self.store.record_commits(commits, commit_at) if commits else set()
-        # 3. lag at sample time, anchors where a commit is below history, states.
         self._update_states(sampled_keys, advanced, now, result)
         result.groups_sampled = groups_answered
         self.last_result = result
@@ -168,7 +169,7 @@ class Sampler:
         return self._next_delay(now)
 
     def _list(self, now: float, result: SampleResult) -> tuple[dict[str, int], set[str]]:
-        """The monitored topics (name -> partition count) and groups; records exclusions,
+        """1. the monitored topics (name -> partition count) and groups; records exclusions,
         deleted topics and absent groups on the way."""
         # The housekeeper purges absent groups: the database, not memory, is the truth.
         self.statuses = self.store.group_statuses()
@@ -191,16 +192,16 @@ class Sampler:
 
     def _fetch_commits(
         self, due: list[str], topics: dict[str, int]
-    ) -> tuple[dict[tuple[str, str, int], int], set[tuple[str, str]], float, int]:
-        """1. committed offsets, every due group in flight at once. Returns the valid commits,
+    ) -> tuple[Commits, set[GroupTopic], float, int]:
+        """2. committed offsets, every due group in flight at once. Returns the valid commits,
         the group/topics they cover, when they were read and how many groups answered."""
         t0 = self._wall()
         committed, errors = self.client.committed(due) if due else ({}, {})
         commit_at = (t0 + self._wall()) / 2
         for group, err in errors.items():
             self.log.debug("committed offsets of group %s failed: %s", printable(group), err)
-        commits: dict[tuple[str, str, int], int] = {}
-        sampled_keys: set[tuple[str, str]] = set()
+        commits: Commits = {}
+        sampled_keys: set[GroupTopic] = set()
         for group, offsets in committed.items():
             for (topic, partition), offset in offsets.items():
                 if topic in topics and 0 <= partition < topics[topic] and offset >= 0:
@@ -211,7 +212,7 @@ class Sampler:
     def _fetch_heads(
         self, topics: dict[str, int], head_topics: set[str], now: float, result: SampleResult
     ) -> None:
-        """2. heads, one batched call, for the topics of due groups and the topics not sampled
+        """3. heads, one batched call, for the topics of due groups and the topics not sampled
         for an offline interval."""
         for topic in topics:
             if now - self.topic_sampled.get(topic, 0.0) >= self.mon.offline_sample_interval_seconds:
@@ -274,6 +275,7 @@ class Sampler:
         return touched
 
     def _update_states(self, keys, advanced, now, result: SampleResult) -> None:
+        """4. evaluate: lag at sample time (anchors read where needed), then each state."""
         if not keys:
             return
         inputs = self.store.lag_inputs(keys)
@@ -285,57 +287,62 @@ class Sampler:
         summaries = timelag.group_summaries(inputs, keys)
         lags = {k: timelag.group_lag_at(v, now) for k, v in summaries.items()}
         moved = {(g, t) for (g, t, _p) in advanced}
-        rows, transitions = [], []
+        rows: list[GroupStatus] = []
+        transitions: list[Transition] = []
         for key in sorted(keys):
             lag = lags.get(key)
             lag_seconds = lag.seconds if lag is not None else 0
-            prev = self.statuses.get(key)
-            prev_state = (
-                states.GroupState(states.State(prev.state), prev.since, prev.static_samples, prev.reason)
-                if prev is not None
-                else states.initial(now)
-            )
-            new = states.step(
-                prev_state, advanced=key in moved, lag_seconds=lag_seconds, now=now, t=self.thresholds
-            )
-            if prev is None:
-                self.log.info(
-                    "now monitoring group %s on topic %s (lag %ds)",
-                    printable(key[0]),
-                    printable(key[1]),
-                    lag_seconds,
-                )
-            elif states.transitioned(prev_state, new):
-                transitions.append(
-                    Transition(key[0], key[1], now, prev_state.state.value, new.state.value, new.reason)
-                )
-                self.log.info(
-                    "group %s topic %s: %s -> %s (%s)",
-                    printable(key[0]),
-                    printable(key[1]),
-                    prev_state.state.value,
-                    new.state.value,
-                    new.reason,
-                )
-            status = GroupStatus(
-                group_id=key[0],
-                topic=key[1],
-                state=new.state.value,
-                since=new.since,
-                reason=new.reason,
-                static_samples=new.static_samples,
-                last_sampled=now,
-                next_sample=now + self._interval(new.state.value),
-                last_present=now,
-                lag_seconds=lag_seconds,
-                lag_summary=summaries.get(key),
-            )
+            status = self._evaluate(key, key in moved, lag_seconds, summaries.get(key), now, transitions)
             self.statuses[key] = status
             rows.append(status)
         self.store.save_group_status(rows)
         if transitions:
             self.store.add_transitions(transitions)
         result.transitions = transitions
+
+    def _evaluate(
+        self, key, advanced: bool, lag_seconds, summary, now: float, transitions: list
+    ) -> GroupStatus:
+        """One group/topic's next state from its previous status; a transition is appended."""
+        group, topic = key
+        prev = self.statuses.get(key)
+        prev_state = (
+            states.GroupState(states.State(prev.state), prev.since, prev.static_samples, prev.reason)
+            if prev is not None
+            else states.initial(now)
+        )
+        new = states.step(prev_state, advanced=advanced, lag_seconds=lag_seconds, now=now, t=self.thresholds)
+        if prev is None:
+            self.log.info(
+                "now monitoring group %s on topic %s (lag %ds)",
+                printable(group),
+                printable(topic),
+                lag_seconds,
+            )
+        elif states.transitioned(prev_state, new):
+            old_value, new_value = prev_state.state.value, new.state.value
+            transitions.append(Transition(group, topic, now, old_value, new_value, new.reason))
+            self.log.info(
+                "group %s topic %s: %s -> %s (%s)",
+                printable(group),
+                printable(topic),
+                old_value,
+                new_value,
+                new.reason,
+            )
+        return GroupStatus(
+            group_id=group,
+            topic=topic,
+            state=new.state.value,
+            since=new.since,
+            reason=new.reason,
+            static_samples=new.static_samples,
+            last_sampled=now,
+            next_sample=now + self._interval(new.state.value),
+            last_present=now,
+            lag_seconds=lag_seconds,
+            lag_summary=summary,
+        )
 
     def _mark_absent(self, groups: set[str], now: float) -> None:
         """Groups missing from two complete listings in a row go OFFLINE (and are purged later).
