@@ -45,7 +45,7 @@ from common import fmt, median, table, verdict
 
 from lagmon import config as lagconfig
 from lagmon import timelag
-from lagmon.stages import Reporter
+from lagmon.stages.reporter import Reporter
 from lagmon.store import SCHEMA_VERSION, GroupStatus, Store
 
 TOPICS, PARTITIONS, SNAPSHOTS = 500, 20, 300

@@ -58,7 +58,7 @@ try:  # the sampler stage runs committed() in a worker process when this exists
     from lagmon.kafka import IsolatedKafkaClient
 except ImportError:
     IsolatedKafkaClient = None
-from lagmon.sampling import Sampler
+from lagmon.stages.sampler import Sampler
 from lagmon.store import Store
 from tests.kafkatools import write_config
 

@@ -36,7 +36,7 @@ import common  # puts the repo on sys.path
 from common import fmt, median, table, verdict
 
 from lagmon import config as lagconfig
-from lagmon.stages import Housekeeper
+from lagmon.stages.housekeeper import Housekeeper
 from lagmon.store import GroupStatus, Store
 
 TOPICS, PARTITIONS, GROUPS = 100, 20, 100

@@ -1,18 +1,10 @@
-"""Housekeeper stage: `python -m processes.housekeeper --config PATH [--debug] [--once]`."""
+"""Housekeeper stage: `python -m processes.housekeeper --config PATH [--debug] [--once]`.
+
+The stage itself is lagmon.stages.housekeeper; this is only its entry point."""
 
 import sys
 
-from lagmon import runtime
-from lagmon.stages import Housekeeper
-
-
-def make_step(cfg, store, log):
-    return Housekeeper(cfg, store, log).step, cfg.monitoring.housekeeping_interval_seconds
-
-
-def main(argv=None) -> int:
-    return runtime.stage_main("housekeeper", make_step, argv)
-
+from lagmon.stages.housekeeper import main
 
 if __name__ == "__main__":
     sys.exit(main())

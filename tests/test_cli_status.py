@@ -147,6 +147,8 @@ def test_fresh_database_prints_groups_and_stages_exit_0(tmp_path):
     assert rows["reporter"][1] == "4102" and rows["housekeeper"][1] == "4103"
     assert int(rows["housekeeper"][3][:-5]) >= 30  # heartbeat age shown
     assert "STALE" not in text
+    # the headline: how many group/topics and the worst of them, above the table
+    assert text.splitlines()[0] == "3 group/topic(s); worst lag 10 minutes: group stopped on topic orders"
 
 
 def test_stale_sampler_heartbeat_exit_1(tmp_path):
@@ -160,6 +162,7 @@ def test_stale_sampler_heartbeat_exit_1(tmp_path):
     out = status(cfg)
     assert out.returncode == 1, out.stdout + out.stderr
     assert "STALE" in out.stdout and "10 minutes" in out.stdout, out.stdout
+    assert out.stdout.startswith("STALE: "), out.stdout  # called out first, above the tables
     assert "unreachable" in out.stdout  # the sampler's error is shown
     assert table_rows(out.stdout)["stopped"][2] == "offline"  # the groups are still listed
 
@@ -282,3 +285,38 @@ def test_missing_config_file_exit_2(tmp_path):
     out = status(tmp_path / "nope.yaml")
     assert out.returncode == 2, out.stdout + out.stderr
     assert "nope.yaml" in out.stderr and "Traceback" not in out.stderr
+
+
+# --------------------------------------------------------------------------- hostile names
+
+
+def test_control_characters_in_group_ids_and_topics_are_escaped_in_the_table(tmp_path):
+    """A group id with a newline cannot add a forged row; an escape sequence cannot colour the
+    terminal: both are shown escaped, on one table line each."""
+    cfg = write_cfg(tmp_path)
+    now = time.time()
+    fill(str(tmp_path / "state.db"), now, sampler_success_age=5)
+    forged, red = "evil\nforged", "\x1b[31mred"
+    store = Store(str(tmp_path / "state.db"))
+    store.record_heads({(red, 0): 10}, now - 5)
+    store.record_commits({(forged, "orders", 0): 200, (red, red, 0): 10}, now - 5)
+    store.save_group_status(
+        [
+            GroupStatus(
+                forged, "orders", "online", now - 900, "first seen", 0, now - 5, now + 55, now - 5, 0.0
+            ),
+            GroupStatus(red, red, "online", now - 900, "first seen", 0, now - 5, now + 55, now - 5, 0.0),
+        ]
+    )
+    store.close()
+    out = status(cfg)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "\x1b" not in out.stdout and "\r" not in out.stdout, out.stdout
+    rows = table_rows(out.stdout)
+    assert "forged" not in rows, out.stdout  # no line of its own
+    assert rows["evil\\nforged"][:3] == ["evil\\nforged", "orders", "online"], out.stdout
+    assert rows["\\x1b[31mred"][:3] == ["\\x1b[31mred", "\\x1b[31mred", "online"], out.stdout
+    lines = out.stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("GROUP"))
+    table = lines[header + 1 : lines.index("", header)]
+    assert len(table) == 5, out.stdout  # the three groups of fill() and the two hostile ones

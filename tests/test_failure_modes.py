@@ -7,13 +7,24 @@ and scrape timeouts (KE#9 #336 #377, kafka client concurrency).
 from __future__ import annotations
 
 import math
+import os
+import tempfile
 from types import SimpleNamespace
 
 import pytest
 
 from lagmon.states import State, Thresholds, initial, step
+from lagmon.store import Store
 from lagmon.thinning import keep_indexes
-from lagmon.timelag import PartitionLag, append_time, group_lag, history_bracket, partition_lag
+from lagmon.timelag import (
+    GroupLag,
+    PartitionLag,
+    append_time,
+    group_lag,
+    group_lags,
+    history_bracket,
+    partition_lag,
+)
 
 T0 = 1_700_000_000.0
 HOUR, DAY, YEAR = 3600.0, 86_400.0, 365 * 86_400.0
@@ -88,19 +99,38 @@ def case_plateau_at_history_span():
     assert lag(thin, 500, now, anchors=[(500, T0 - DAY)]).seconds == now - (T0 - DAY)
 
 
+def _store_lag(store: Store, now: float, key=("g", "t")) -> GroupLag:
+    """The lag of group g on topic t as a stage computes it: from what the store holds."""
+    return group_lags(store.lag_inputs([key]), now, [key])[key]
+
+
 def case_restart_keeps_history():
-    # lag is a pure function of the stored rows: a restarted reporter computes the same value;
-    # and a history that did restart empty yields a small lower bound, not a spike
-    rows = [(0, T0, T0), (600, T0 + 600, T0 + 600), (1200, T0 + 1200, T0 + 1200)]
+    # the history is in the database: a restarted stage reopens the same file and computes
+    # the same lag as before; and a history that did restart empty yields a small lower
+    # bound, not a spike
     now = T0 + 1300
-    assert lag(rows, 300, now) == lag(list(rows), 300, now)
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "state.db")
+        with Store(path) as store:
+            for offset, at in ((0, T0), (600, T0 + 600), (1200, T0 + 1200)):
+                store.record_heads({("t", 0): offset}, at)
+            for at in (T0 + 1140, T0 + 1200):  # the same commit at two samples
+                store.record_commits({("g", "t", 0): 300}, at)
+            before = _store_lag(store, now)
+        with Store(path, create=False) as reopened:
+            after = _store_lag(reopened, now)
+    assert before.partitions == 1 and not before.lower_bound
+    assert before.seconds == pytest.approx(now - (T0 + 300), abs=1)  # interpolated, not a bound
+    assert after == before
+    rows = [(0, T0, T0), (600, T0 + 600, T0 + 600), (1200, T0 + 1200, T0 + 1200)]
+    assert lag(rows, 300, now).seconds == pytest.approx(after.seconds, abs=1)
     fresh = [(1200, T0 + 1200, T0 + 1260)]
     p = lag(fresh, 300, now)
     assert p.lower_bound and p.seconds == now - (T0 + 1200)
 
 
 def case_topic_recreated_history_afresh():
-    # the store reset the partition when the head went down; the fresh history gives sane lags
+    # the store resets the partition when the head goes down; the fresh history gives sane lags
     reset_at = T0 + 30 * DAY
     fresh = [
         (0, reset_at, reset_at),
@@ -112,8 +142,20 @@ def case_topic_recreated_history_afresh():
     p = lag(fresh, 5, now)
     assert not p.lower_bound and p.seconds == pytest.approx(now - (reset_at + 30))
     assert p.seconds <= now - reset_at  # never older than the new topic
-    poisoned = [(0, T0, T0), (1000, T0 + DAY, T0 + DAY)] + fresh  # what not resetting would mean
-    assert lag(poisoned[:2], 5, now).seconds > 29 * DAY
+    # through the real store: the old topic's history (up to offset 1000, a month old) is dropped
+    # when the head goes down, so a commit on the new topic is not dated by the old one's rows
+    with tempfile.TemporaryDirectory() as d, Store(os.path.join(d, "state.db")) as store:
+        assert store.record_heads({("t", 0): 0}, T0) == []
+        assert store.record_heads({("t", 0): 1000}, T0 + DAY) == []
+        assert store.record_heads({("t", 0): 0}, reset_at) == [("t", 0)]
+        for offset, at in ((10, reset_at + 60), (20, reset_at + 120), (20, reset_at + 180)):
+            assert store.record_heads({("t", 0): offset}, at) == []
+        for at in (reset_at + 120, reset_at + 180):  # the same commit at two samples
+            store.record_commits({("g", "t", 0): 5}, at)
+        g = _store_lag(store, now)
+    assert g.partitions == 1 and not g.lower_bound
+    assert g.seconds == pytest.approx(now - (reset_at + 30), abs=1)
+    assert g.seconds <= now - reset_at
 
 
 def case_no_commit_not_counted():

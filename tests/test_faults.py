@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from lagmon.kafka import KafkaUnavailable
-from lagmon.runtime import StopFlag, run_stage
+from lagmon.stages.runtime import StopFlag, run_stage
 from lagmon.store import Store
 from tests.kafkatools import (
     REPO,

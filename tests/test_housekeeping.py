@@ -28,8 +28,9 @@ from typing import TYPE_CHECKING
 
 from lagmon import config, thinning
 from lagmon.kafka import KafkaSource
-from lagmon.sampling import Sampler
-from lagmon.stages import Housekeeper, Reporter
+from lagmon.stages.housekeeper import Housekeeper
+from lagmon.stages.reporter import Reporter
+from lagmon.stages.sampler import Sampler
 from lagmon.store import GroupStatus, Store, Transition
 
 T0 = 1_700_000_000.0

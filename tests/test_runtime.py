@@ -1,4 +1,4 @@
-"""Tests for lagmon.runtime: schedule, backoff, once, Fatal, logging, signals, stage_main."""
+"""Tests for lagmon.stages.runtime: schedule, backoff, once, Fatal, logging, signals, stage_main."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import time
 
 import pytest
 
-from lagmon import runtime
-from lagmon.runtime import Fatal, StopFlag, parse_args, run_stage, setup_logging
+from lagmon.stages import runtime
+from lagmon.stages.runtime import Fatal, StopFlag, parse_args, run_stage, setup_logging
 
 STAGE = "teststage"
 
@@ -297,7 +297,7 @@ def test_stopflag_install_restore():
 SIGNAL_SCRIPT = textwrap.dedent(
     """
     import sys, time
-    from lagmon import runtime
+    from lagmon.stages import runtime
     runtime.setup_logging("sigtest", False)
     step_seconds, interval = float(sys.argv[1]), float(sys.argv[2])
     class Store:
@@ -316,7 +316,7 @@ SIGNAL_SCRIPT = textwrap.dedent(
 
 
 def _spawn(step_seconds, interval):
-    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(runtime.__file__)))
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.dirname(runtime.__file__))))
     return subprocess.Popen(
         [sys.executable, "-c", SIGNAL_SCRIPT, str(step_seconds), str(interval)],
         stdout=subprocess.PIPE,
@@ -528,7 +528,7 @@ def test_stage_main_make_step_fatal_and_crash(tmp_path, restore_root_logging):
 MAIN_SCRIPT = textwrap.dedent(
     """
     import sys, time
-    from lagmon import runtime
+    from lagmon.stages import runtime
     def make_step(cfg, store, log):
         def step(now):
             print("step", flush=True)
@@ -539,7 +539,7 @@ MAIN_SCRIPT = textwrap.dedent(
 
 
 def test_stage_main_process_sigterm_exits_0_and_records_heartbeat(tmp_path):
-    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(runtime.__file__)))
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.dirname(runtime.__file__))))
     proc = subprocess.Popen(
         [sys.executable, "-c", MAIN_SCRIPT, "--config", write_config(tmp_path)],
         stdout=subprocess.PIPE,
@@ -561,3 +561,23 @@ def test_stage_main_process_sigterm_exits_0_and_records_heartbeat(tmp_path):
     assert "INFO lagmon.reporter stopping on SIGTERM" in err
     row = stage_rows(tmp_path)["reporter"]
     assert row.pid == proc.pid and row.last_success is not None
+
+
+# ----------------------------------------------------------------- printable
+
+
+@pytest.mark.parametrize(
+    "text, shown",
+    [
+        ("orders", "orders"),
+        ("ünïcode ok", "ünïcode ok"),
+        ("a\nb", "a\\nb"),
+        ("\x1b[31mred", "\\x1b[31mred"),
+        ("tab\there\r", "tab\\there\\r"),
+        ('quote\'s "fine"', 'quote\'s "fine"'),
+        ("\u2028sep", "\\u2028sep"),
+    ],
+)
+def test_printable_escapes_only_non_printable_characters(text, shown):
+    assert runtime.printable(text) == shown
+    assert runtime.printable(text).isprintable()

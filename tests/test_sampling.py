@@ -5,14 +5,16 @@ and test_e2e.py."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterable
+from contextlib import closing
 from typing import TYPE_CHECKING
 
 import pytest
 
 from lagmon import config
 from lagmon.kafka import KafkaSource
-from lagmon.sampling import Sampler, matching_pattern
+from lagmon.stages.sampler import Sampler, matching_pattern
 from lagmon.store import Store
 
 
@@ -165,8 +167,12 @@ def test_idle_head_keeps_one_row_with_first_and_last_time(env):
     heads = store.latest_heads()
     row = heads[("orders", 0)]
     assert row.offset == 7 and row.last_seen > row.first_seen
-    # one row per distinct offset: 7 on partition 0, 0 on partition 1
-    assert len(store.lag_inputs()) == 2
+    # one head row per distinct offset: 7 on partition 0, 0 on partition 1
+    with closing(sqlite3.connect(cfg.database.path)) as db:
+        rows = db.execute(
+            "SELECT topic, partition, offset FROM partition_offsets ORDER BY 1, 2, 3"
+        ).fetchall()
+    assert rows == [("orders", 0, 7), ("orders", 1, 0)]
 
 
 def test_partial_group_listing_does_not_make_a_group_absent(env):
@@ -308,7 +314,7 @@ def test_burst_past_a_caught_up_group_is_dated_by_its_first_message(env):
 
 
 def test_reporter_reads_the_sampler_summary_and_agrees_with_the_history(env):
-    from lagmon.stages import Reporter
+    from lagmon.stages.reporter import Reporter
 
     cfg, store, kafka = env
     kafka.listed = {"g1", "g2"}
@@ -356,3 +362,25 @@ def test_commit_at_a_head_that_sat_idle_is_dated_by_its_message_but_a_moving_hea
     statuses = store.group_statuses()
     assert statuses[("g1", "orders")].lag_seconds == 7  # 1020 - 1013, not 1020 - 1010
     assert statuses[("g2", "orders")].lag_seconds == 10  # interpolated at the row of 1010
+
+
+FORGED = "evil\n2026-01-01 00:00:00 ERROR lagmon.sampler forged"
+ESCAPE = "\x1b[31mred"
+
+
+def test_control_characters_in_group_and_topic_names_are_escaped_in_log_lines(env, caplog):
+    """A group id or topic cannot write a line of its own into the log, nor colour it."""
+    cfg, store, kafka = env
+    kafka.topic_partitions[ESCAPE] = 1
+    kafka.head[(ESCAPE, 0)] = 5
+    kafka.listed = {FORGED}
+    kafka.commits = {FORGED: {(ESCAPE, 0): 2, ("orders", 0): 0}}
+    with caplog.at_level("DEBUG", logger="lagmon.sampler"):
+        sampler_at(cfg, store, kafka).step(1000.0)
+    messages = [r.getMessage() for r in caplog.records if r.name == "lagmon.sampler"]
+    monitoring = [m for m in messages if m.startswith("now monitoring group")]
+    assert len(monitoring) == 2, messages
+    for m in messages:
+        assert "\n" not in m and "\x1b" not in m, m
+    assert any("topic \\x1b[31mred" in m for m in monitoring), monitoring
+    assert any("evil\\n2026-01-01" in m for m in monitoring), monitoring

@@ -1,4 +1,6 @@
-"""One sample of the cluster: what the sampler stage does each pass.
+"""The sampler stage: one sample of the cluster each pass.
+
+`python -m processes.sampler --config PATH [--debug] [--once]` (or `lagmon-sampler`) runs main().
 
 Order matters (time-lag.md): committed offsets FIRST, then head offsets, so a
 committed offset never exceeds the head it is compared with. All groups'
@@ -15,9 +17,12 @@ from __future__ import annotations
 import fnmatch
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from lagmon import states, timelag
+from lagmon.kafka import IsolatedKafkaClient
+from lagmon.stages.runtime import printable, stage_main
 from lagmon.store import GroupStatus, Transition
 
 # Never monitored, whatever the config says.
@@ -28,6 +33,9 @@ INTERNAL_TOPICS = frozenset({"__consumer_offsets", "__transaction_state"})
 MAX_ANCHOR_READS = 20_000
 ANCHOR_BUDGET_MIN, ANCHOR_BUDGET_MAX = 2.0, 10.0
 
+GroupTopic = tuple[str, str]
+Commits = dict[tuple[str, str, int], int]  # (group, topic, partition) -> committed offset
+
 
 def matching_pattern(name: str, patterns) -> str | None:
     """The first exclude pattern (exact name or shell glob) that matches name."""
@@ -35,6 +43,19 @@ def matching_pattern(name: str, patterns) -> str | None:
         if name == pattern or fnmatch.fnmatchcase(name, pattern):
             return pattern
     return None
+
+
+def split_excluded(names: Iterable[str], patterns) -> tuple[list[str], dict[str, str]]:
+    """The names no pattern matches, and the others with the first pattern that matches each."""
+    kept: list[str] = []
+    excluded: dict[str, str] = {}
+    for name in names:
+        pattern = matching_pattern(name, patterns)
+        if pattern is None:
+            kept.append(name)
+        else:
+            excluded[name] = pattern
+    return kept, excluded
 
 
 def _below_history(inp) -> bool:
@@ -97,30 +118,13 @@ class Sampler:
 
     # ----------------------------------------------------------------- helpers
     def _monitored_topics(self, metadata: dict[str, int]) -> dict[str, int]:
-        excluded: dict[str, str] = {}
-        topics: dict[str, int] = {}
-        for topic, count in metadata.items():
-            if topic in INTERNAL_TOPICS:
-                continue
-            pattern = matching_pattern(topic, self.cfg.exclude.topics)
-            if pattern is not None:
-                excluded[topic] = pattern
-            else:
-                topics[topic] = count
-        self._excluded_topics = excluded
-        return topics
+        names = (t for t in metadata if t not in INTERNAL_TOPICS)
+        kept, self._excluded_topics = split_excluded(names, self.cfg.exclude.topics)
+        return {t: metadata[t] for t in kept}
 
     def _monitored_groups(self, listed: set[str]) -> set[str]:
-        excluded: dict[str, str] = {}
-        groups = set()
-        for group in listed:
-            pattern = matching_pattern(group, self.cfg.exclude.groups)
-            if pattern is not None:
-                excluded[group] = pattern
-            else:
-                groups.add(group)
-        self._excluded_groups = excluded
-        return groups
+        kept, self._excluded_groups = split_excluded(listed, self.cfg.exclude.groups)
+        return set(kept)
 
     def _due_groups(self, groups: set[str], now: float) -> list[str]:
         """Groups with any group/topic due, and new groups (their topics are unknown yet)."""
@@ -141,9 +145,32 @@ class Sampler:
 
     # -------------------------------------------------------------------- step
     def step(self, now: float) -> float:
-        """One sample. Returns the seconds until the next one is due."""
+        """One sample: 1. list topics and groups, 2. fetch the due groups' commits, 3. fetch the
+        heads (after the commits), 4. evaluate lags and states. Returns the seconds until the
+        next sample is due."""
         result = SampleResult()
         started = self._wall()
+        topics, groups = self._list(now, result)
+        due = self._due_groups(groups, now)
+        commits, sampled_keys, commit_at, groups_answered = self._fetch_commits(due, topics)
+        self._fetch_heads(topics, {t for (_g, t) in sampled_keys}, now, result)
+        advanced = self.store.record_commits(commits, commit_at) if commits else set()
+        self._update_states(sampled_keys, advanced, now, result)
+        result.groups_sampled = groups_answered
+        self.last_result = result
+        self.log.debug(
+            "sampled %d groups, %d partitions in %.3fs (%d transitions, %d anchors read)",
+            result.groups_sampled,
+            result.partitions,
+            self._wall() - started,
+            len(result.transitions),
+            result.anchors_read,
+        )
+        return self._next_delay(now)
+
+    def _list(self, now: float, result: SampleResult) -> tuple[dict[str, int], set[str]]:
+        """1. the monitored topics (name -> partition count) and groups; records exclusions,
+        deleted topics and absent groups on the way."""
         # The housekeeper purges absent groups: the database, not memory, is the truth.
         self.statuses = self.store.group_statuses()
         metadata = self.client.topics()
@@ -161,55 +188,51 @@ class Sampler:
         if complete:
             self._mark_absent(groups, now)
         self._present = groups
+        return topics, groups
 
-        due = self._due_groups(groups, now)
-        # 1. committed offsets, every due group in flight at once.
+    def _fetch_commits(
+        self, due: list[str], topics: dict[str, int]
+    ) -> tuple[Commits, set[GroupTopic], float, int]:
+        """2. committed offsets, every due group in flight at once. Returns the valid commits,
+        the group/topics they cover, when they were read and how many groups answered."""
         t0 = self._wall()
         committed, errors = self.client.committed(due) if due else ({}, {})
         commit_at = (t0 + self._wall()) / 2
         for group, err in errors.items():
-            self.log.debug("committed offsets of group %s failed: %s", group, err)
-        commits: dict[tuple[str, str, int], int] = {}
-        sampled_keys: set[tuple[str, str]] = set()
+            self.log.debug("committed offsets of group %s failed: %s", printable(group), err)
+        commits: Commits = {}
+        sampled_keys: set[GroupTopic] = set()
         for group, offsets in committed.items():
             for (topic, partition), offset in offsets.items():
                 if topic in topics and 0 <= partition < topics[topic] and offset >= 0:
                     commits[(group, topic, partition)] = offset
                     sampled_keys.add((group, topic))
+        return commits, sampled_keys, commit_at, len(committed)
 
-        # 2. heads, one batched call, for topics whose groups are due.
-        head_topics = {t for (_g, t) in sampled_keys}
+    def _fetch_heads(
+        self, topics: dict[str, int], head_topics: set[str], now: float, result: SampleResult
+    ) -> None:
+        """3. heads, one batched call, for the topics of due groups and the topics not sampled
+        for an offline interval."""
         for topic in topics:
             if now - self.topic_sampled.get(topic, 0.0) >= self.mon.offline_sample_interval_seconds:
                 head_topics.add(topic)
         partitions = [(t, p) for t in sorted(head_topics) for p in range(topics[t])]
-        if partitions:
-            t1 = self._wall()
-            heads = self.client.heads(partitions)
-            head_at = (t1 + self._wall()) / 2
-            result.reset_partitions = self.store.record_heads(heads, head_at)
-            for tp in result.reset_partitions:
-                self.log.warning(
-                    "head of %s[%d] went down: topic recreated or truncated, history restarted", *tp
-                )
-            for topic in head_topics:
-                self.topic_sampled[topic] = head_at
-            result.partitions = len(heads)
-        advanced = self.store.record_commits(commits, commit_at) if commits else set()
-
-        # 3. lag at sample time, anchors where a commit is below history, states.
-        self._update_states(sampled_keys, advanced, now, result)
-        result.groups_sampled = len(committed)
-        self.last_result = result
-        self.log.debug(
-            "sampled %d groups, %d partitions in %.3fs (%d transitions, %d anchors read)",
-            result.groups_sampled,
-            result.partitions,
-            self._wall() - started,
-            len(result.transitions),
-            result.anchors_read,
-        )
-        return self._next_delay(now)
+        if not partitions:
+            return
+        t1 = self._wall()
+        heads = self.client.heads(partitions)
+        head_at = (t1 + self._wall()) / 2
+        result.reset_partitions = self.store.record_heads(heads, head_at)
+        for topic, partition in result.reset_partitions:
+            self.log.warning(
+                "head of %s[%d] went down: topic recreated or truncated, history restarted",
+                printable(topic),
+                partition,
+            )
+        for topic in head_topics:
+            self.topic_sampled[topic] = head_at
+        result.partitions = len(heads)
 
     def _read_anchors(self, inputs, result: SampleResult) -> set[tuple[str, str]]:
         """Read the message timestamp at commits that fall below the head history or sit at an
@@ -252,6 +275,7 @@ class Sampler:
         return touched
 
     def _update_states(self, keys, advanced, now, result: SampleResult) -> None:
+        """4. evaluate: lag at sample time (anchors read where needed), then each state."""
         if not keys:
             return
         inputs = self.store.lag_inputs(keys)
@@ -263,52 +287,62 @@ class Sampler:
         summaries = timelag.group_summaries(inputs, keys)
         lags = {k: timelag.group_lag_at(v, now) for k, v in summaries.items()}
         moved = {(g, t) for (g, t, _p) in advanced}
-        rows, transitions = [], []
+        rows: list[GroupStatus] = []
+        transitions: list[Transition] = []
         for key in sorted(keys):
             lag = lags.get(key)
             lag_seconds = lag.seconds if lag is not None else 0
-            prev = self.statuses.get(key)
-            prev_state = (
-                states.GroupState(states.State(prev.state), prev.since, prev.static_samples, prev.reason)
-                if prev is not None
-                else states.initial(now)
-            )
-            new = states.step(
-                prev_state, advanced=key in moved, lag_seconds=lag_seconds, now=now, t=self.thresholds
-            )
-            if prev is None:
-                self.log.info("now monitoring group %s on topic %s (lag %ds)", key[0], key[1], lag_seconds)
-            elif states.transitioned(prev_state, new):
-                transitions.append(
-                    Transition(key[0], key[1], now, prev_state.state.value, new.state.value, new.reason)
-                )
-                self.log.info(
-                    "group %s topic %s: %s -> %s (%s)",
-                    key[0],
-                    key[1],
-                    prev_state.state.value,
-                    new.state.value,
-                    new.reason,
-                )
-            status = GroupStatus(
-                group_id=key[0],
-                topic=key[1],
-                state=new.state.value,
-                since=new.since,
-                reason=new.reason,
-                static_samples=new.static_samples,
-                last_sampled=now,
-                next_sample=now + self._interval(new.state.value),
-                last_present=now,
-                lag_seconds=lag_seconds,
-                lag_summary=summaries.get(key),
-            )
+            status = self._evaluate(key, key in moved, lag_seconds, summaries.get(key), now, transitions)
             self.statuses[key] = status
             rows.append(status)
         self.store.save_group_status(rows)
         if transitions:
             self.store.add_transitions(transitions)
         result.transitions = transitions
+
+    def _evaluate(
+        self, key, advanced: bool, lag_seconds, summary, now: float, transitions: list
+    ) -> GroupStatus:
+        """One group/topic's next state from its previous status; a transition is appended."""
+        group, topic = key
+        prev = self.statuses.get(key)
+        prev_state = (
+            states.GroupState(states.State(prev.state), prev.since, prev.static_samples, prev.reason)
+            if prev is not None
+            else states.initial(now)
+        )
+        new = states.step(prev_state, advanced=advanced, lag_seconds=lag_seconds, now=now, t=self.thresholds)
+        if prev is None:
+            self.log.info(
+                "now monitoring group %s on topic %s (lag %ds)",
+                printable(group),
+                printable(topic),
+                lag_seconds,
+            )
+        elif states.transitioned(prev_state, new):
+            old_value, new_value = prev_state.state.value, new.state.value
+            transitions.append(Transition(group, topic, now, old_value, new_value, new.reason))
+            self.log.info(
+                "group %s topic %s: %s -> %s (%s)",
+                printable(group),
+                printable(topic),
+                old_value,
+                new_value,
+                new.reason,
+            )
+        return GroupStatus(
+            group_id=group,
+            topic=topic,
+            state=new.state.value,
+            since=new.since,
+            reason=new.reason,
+            static_samples=new.static_samples,
+            last_sampled=now,
+            next_sample=now + self._interval(new.state.value),
+            last_present=now,
+            lag_seconds=lag_seconds,
+            lag_summary=summary,
+        )
 
     def _mark_absent(self, groups: set[str], now: float) -> None:
         """Groups missing from two complete listings in a row go OFFLINE (and are purged later).
@@ -339,7 +373,7 @@ class Sampler:
             )
             self.statuses[key] = status
             rows.append(status)
-            self.log.info("group %s topic %s: -> offline (%s)", key[0], key[1], reason)
+            self.log.info("group %s topic %s: -> offline (%s)", printable(key[0]), printable(key[1]), reason)
         if rows:
             self.store.save_group_status(rows)
             self.store.add_transitions(transitions)
@@ -351,7 +385,7 @@ class Sampler:
                 del self.topic_sampled[topic]
                 self.statuses = {k: v for k, v in self.statuses.items() if k[1] != topic}
                 result.deleted_topics.append(topic)
-                self.log.info("topic %s was deleted: its history is dropped", topic)
+                self.log.info("topic %s was deleted: its history is dropped", printable(topic))
 
     def _next_delay(self, now: float) -> float:
         """Seconds until the earliest due group/topic, at most one sample interval."""
@@ -365,3 +399,12 @@ class Sampler:
         if not due:
             return interval
         return max(0.0, min(interval, min(due) - now))
+
+
+def make_step(cfg, store, log):
+    sampler = Sampler(cfg, store, IsolatedKafkaClient(cfg.kafka, logger=log), log)
+    return sampler.step, cfg.monitoring.sample_interval_seconds
+
+
+def main(argv: list[str] | None = None) -> int:
+    return stage_main("sampler", make_step, argv)

@@ -3,13 +3,14 @@
 A stage is a ``step(now) -> seconds-until-next-run | None`` function.  This
 module owns everything around it: argument parsing, logging, loading the
 config, opening the store, signals, the monotonic schedule, heartbeats and
-error backoff.  processes/*.py only build the step (``make_step``).
+error backoff.  Each stage module (lagmon.stages.<stage>) only builds its step
+(``make_step``); processes/<stage>.py only calls that module's main().
 
 Usage of a stage process::
 
     lagmon-<stage> --config PATH [--debug] [--once]
 
-Exit codes:
+Exit codes (lagmon.exits):
 
     0    stopped cleanly (SIGTERM/SIGINT), or the --once step succeeded
     1    the --once step failed (or building the step failed)
@@ -42,10 +43,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_CONFIG = 2
-EXIT_DATABASE = 3
+from lagmon.exits import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, config_error, database_error
 
 BACKOFF_START = 1.0
 BACKOFF_MAX = 60.0
@@ -146,6 +144,16 @@ def _signame(signum: int | None) -> str:
         return str(signum)
 
 
+def printable(text: object) -> str:
+    """``text`` with its non-printable characters escaped as repr() does (a newline as \\n,
+    ESC as \\x1b) and nothing else changed, so a group id or topic cannot forge a log line or
+    break a table."""
+    s = str(text)
+    if s.isprintable():
+        return s
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in s)
+
+
 # --------------------------------------------------------------------------- loop
 
 
@@ -193,6 +201,62 @@ class _Heartbeat:
             self.failing = None
 
 
+def _backoff_cap(interval: float) -> float:
+    return max(0.0, min(float(interval), BACKOFF_MAX))
+
+
+class _Outage:
+    """Consecutive failures of the step: their backoff, and the logging (the first failure of
+    an outage at ERROR, its repeats at DEBUG, the recovery at INFO)."""
+
+    def __init__(self, log: logging.Logger, backoff_cap: float):
+        self.log, self.backoff_cap = log, backoff_cap
+        self.failures = 0
+        self.key: str | None = None  # _outage_key of the error being repeated, if any
+
+    def failed(self, exc: Exception, once: bool) -> float:
+        """Log the failure; returns the seconds to wait before the next attempt."""
+        self.failures += 1
+        msg, key = _describe(exc), _outage_key(exc)
+        wait = min(BACKOFF_START * 2 ** min(self.failures - 1, 30), self.backoff_cap)
+        if once:
+            self.log.error("step failed: %s", msg)
+        elif key != self.key:
+            self.log.error(
+                "step failed: %s; retrying in %g s, backing off up to %g s", msg, wait, self.backoff_cap
+            )
+        else:
+            self.log.debug("step failed again (%d): %s", self.failures, msg)
+        self.log.debug("traceback of the failed step", exc_info=exc)
+        self.key = key
+        return wait
+
+    def succeeded(self) -> None:
+        if self.key is not None:
+            self.log.info("recovered: step succeeded after %d failed attempt(s)", self.failures)
+            self.key, self.failures = None, 0
+
+
+def _delay_seconds(delay: object, interval: float, log: logging.Logger) -> float:
+    """The step's return value as a delay: ``interval`` for None, non-numbers and non-finite."""
+    if delay is None:
+        return max(0.0, float(interval))
+    try:
+        seconds = float(delay)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        log.warning("step returned %r instead of seconds; using %g s", delay, interval)
+        seconds = float(interval)
+    if not math.isfinite(seconds):
+        seconds = float(interval)
+    return max(0.0, seconds)
+
+
+def _sleep_until(deadline: float, stop: StopFlag, clock: Callable[[], float]) -> None:
+    remaining = deadline - clock()
+    if remaining > 0:
+        stop.wait(remaining)
+
+
 def run_stage(
     stage: str,
     step: Step,
@@ -215,9 +279,7 @@ def run_stage(
     """
     log = logging.getLogger(f"lagmon.{stage}")
     heartbeat = _Heartbeat(stage, store, log, wall(), interval)
-    backoff_cap = max(0.0, min(float(interval), BACKOFF_MAX))
-    failures = 0
-    outage: str | None = None  # _outage_key of the error being repeated, if any
+    outage = _Outage(log, _backoff_cap(interval))
 
     while not stop.is_set():
         started = clock()
@@ -229,49 +291,17 @@ def run_stage(
             return exc.code
         except Exception as exc:
             failed_at = clock()
-            failures += 1
-            msg, key = _describe(exc), _outage_key(exc)
-            wait = min(BACKOFF_START * 2 ** min(failures - 1, 30), backoff_cap)
-            if once:
-                log.error("step failed: %s", msg)
-            elif key != outage:
-                log.error(
-                    "step failed: %s; retrying in %g s, backing off up to %g s",
-                    msg,
-                    wait,
-                    backoff_cap,
-                )
-            else:
-                log.debug("step failed again (%d): %s", failures, msg)
-            log.debug("traceback of the failed step", exc_info=exc)
-            outage = key
-            heartbeat(wall(), False, msg)
+            wait = outage.failed(exc, once)
+            heartbeat(wall(), False, _describe(exc))
             if once:
                 return EXIT_FAILED
-            remaining = failed_at + wait - clock()  # backoff counts from the failure
-            if remaining > 0:
-                stop.wait(remaining)
+            _sleep_until(failed_at + wait, stop, clock)  # backoff counts from the failure
             continue
-
-        if outage is not None:
-            log.info("recovered: step succeeded after %d failed attempt(s)", failures)
-            outage, failures = None, 0
+        outage.succeeded()
         heartbeat(wall(), True)
         if once:
             return EXIT_OK
-
-        if delay is None:
-            delay = interval
-        try:
-            delay = float(delay)
-        except (TypeError, ValueError):
-            log.warning("step returned %r instead of seconds; using %g s", delay, interval)
-            delay = float(interval)
-        if not math.isfinite(delay):
-            delay = float(interval)
-        remaining = started + max(0.0, delay) - clock()
-        if remaining > 0:
-            stop.wait(remaining)
+        _sleep_until(started + _delay_seconds(delay, interval, log), stop, clock)
 
     log.info("stopping on %s", _signame(stop.signum) if stop.signum else "request")
     return EXIT_OK
@@ -283,43 +313,55 @@ def run_stage(
 MakeStep = Callable[[Any, Any, logging.Logger], "tuple[Step, float]"]
 
 
+def _load_config(path: str, log: logging.Logger) -> Any:
+    """The config, or None after printing its errors; its warnings are logged."""
+    config = importlib.import_module("lagmon.config")
+    try:
+        cfg = config.load(path)
+    except config.ConfigError as exc:
+        config_error(exc)
+        return None
+    for warning in cfg.warnings:
+        log.warning("%s", warning)
+    return cfg
+
+
+def _build_step(stage: str, make_step: MakeStep, cfg: Any, store: Any, log: logging.Logger) -> Any:
+    """make_step's (step, interval), or the exit code when it fails."""
+    try:
+        return make_step(cfg, store, log)
+    except Fatal as exc:
+        log.error("fatal: %s (exit %d)", exc.message, exc.code)
+        return exc.code
+    except Exception as exc:
+        log.error("could not start the %s: %s", stage, _describe(exc))
+        log.debug("traceback", exc_info=exc)
+        return EXIT_FAILED
+
+
 def stage_main(stage: str, make_step: MakeStep, argv: list[str] | None = None) -> int:
-    """Thin main for processes/<stage>.py; returns the exit code.
+    """The main of every stage (lagmon.stages.<stage>.main); returns the exit code.
 
     make_step(cfg, store, logger) -> (step, interval) should only build
     objects (no network I/O); it may raise Fatal.
     """
     args = parse_args(stage, argv)
     log = setup_logging(stage, args.debug)
-    config = importlib.import_module("lagmon.config")
-    store_mod = importlib.import_module("lagmon.store")
-
-    try:
-        cfg = config.load(args.config)
-    except config.ConfigError as exc:
-        for line in getattr(exc, "errors", None) or [str(exc)]:
-            print(line, file=sys.stderr)
+    cfg = _load_config(args.config, log)
+    if cfg is None:
         return EXIT_CONFIG
-    for warning in cfg.warnings:
-        log.warning("%s", warning)
-
+    store_mod = importlib.import_module("lagmon.store")
     try:
         store = store_mod.Store(cfg.database.path)
     except store_mod.StoreError as exc:
-        print(f"database error: {exc}", file=sys.stderr)
-        return EXIT_DATABASE
+        return database_error(exc)
 
     stop = StopFlag()
     try:
-        try:
-            step, interval = make_step(cfg, store, log)
-        except Fatal as exc:
-            log.error("fatal: %s (exit %d)", exc.message, exc.code)
-            return exc.code
-        except Exception as exc:
-            log.error("could not start the %s: %s", stage, _describe(exc))
-            log.debug("traceback", exc_info=exc)
-            return EXIT_FAILED
+        built = _build_step(stage, make_step, cfg, store, log)
+        if isinstance(built, int):
+            return built
+        step, interval = built
         stop.install()
         log.info(
             "started %s (pid %d, config %s, interval %g s%s)",
