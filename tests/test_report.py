@@ -154,6 +154,9 @@ def _check_types(c):
         (0, 0),
         (12.4, 12),
         (12.6, 13),
+        (0.4, 0),
+        (0.5, 1),  # half up, as every lag is rounded (timelag.round_seconds)
+        (2.5, 3),
         (float("inf"), MAX_LAG_SECONDS),
         (1e300, MAX_LAG_SECONDS),
         (2**80, MAX_LAG_SECONDS),

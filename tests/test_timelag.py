@@ -8,29 +8,29 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from types import SimpleNamespace
 
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from lagmon.timelag import (
-    Bracket,
+    MAX_SECONDS,
     GroupLag,
+    Growing,
+    Held,
+    LagInput,
     LagSummary,
-    PartitionLag,
     Term,
     anchor_candidates,
     append_time,
     evaluation_time,
-    group_lag,
     group_lag_at,
     group_lags,
-    history_bracket,
-    partition_lag,
+    round_seconds,
     summarize,
-    term_lag,
 )
+from tests import oracles
+from tests.oracles import Bracket, PartitionLag, group_lag, history_bracket, partition_lag, term_lag
 
 T0 = 1_700_000_000.0
 PROPS = settings(max_examples=150, deadline=None)
@@ -86,17 +86,15 @@ def histories(draw, max_samples: int = 25, max_burst: int = 20) -> History:
 
 
 def lag_input(rows, c, *, anchors=(), commit_first=None, commit_last=None, partition=0):
-    """A duck-typed store.LagInput built from a whole history (via history_bracket)."""
+    """The LagInput the store would build from a whole history (via history_bracket)."""
     b = history_bracket(rows, list(anchors), c)
     last = rows[-1][2] if rows else T0
-    return SimpleNamespace(
-        group_id="g",
-        topic="t",
+    return oracles.lag_input(
+        b,
+        c,
         partition=partition,
-        committed=c,
         commit_first_seen=last - 60.0 if commit_first is None else commit_first,
         commit_last_seen=last if commit_last is None else commit_last,
-        **b._asdict(),
     )
 
 
@@ -343,7 +341,7 @@ def test_below_the_oldest_snapshot_is_a_lower_bound():
 
 
 def test_no_head_known_is_caught_up_and_negative_commit_is_none():
-    inp = SimpleNamespace(
+    inp = LagInput(
         group_id="g",
         topic="t",
         partition=3,
@@ -358,12 +356,11 @@ def test_no_head_known_is_caught_up_and_negative_commit_is_none():
         oldest_head=None,
     )
     assert partition_lag(inp, T0 + 10) == PartitionLag(3, 0.0, False, T0)
-    inp.committed = -1
-    assert partition_lag(inp, T0 + 10) is None
+    assert partition_lag(inp._replace(committed=-1), T0 + 10) is None
 
 
 def test_missing_upper_point_is_treated_as_caught_up():
-    inp = SimpleNamespace(
+    inp = LagInput(
         group_id="g",
         topic="t",
         partition=0,
@@ -505,8 +502,37 @@ def test_group_lags_equal_partition_by_partition_on_histories(h, extra, data):
 def test_summary_examples():
     # partition 1 grows with now from t*=10; partition 0 holds 40 s at 50
     s = summarize([Term(0, 10.0, False, 50.0), Term(1, 10.0, True, None), Term(2, None, False, 55.0)])
-    assert s == LagSummary(3, (10.0, 1, True), True, (40.0, 0, False, 50.0), 55.0)
+    assert s == LagSummary(3, Growing(10.0, 1, True), True, Held(40.0, 0, False, 50.0), 55.0)
+    assert s.growing is not None and s.growing.t_star == 10.0 and s.growing.partition == 1
+    assert s.held is not None and (s.held.seconds, s.held.at) == (40.0, 50.0)
     assert group_lag_at(s, 50.0) == GroupLag(40, 0, False, 3, 50.0)  # tie at 40 s: partition 0
     assert group_lag_at(s, 80.0) == GroupLag(70, 1, True, 3, 80.0)  # the growing one overtakes
     assert group_lag_at(summarize([]), 9.0) == GroupLag(0, None, False, 0, 9.0)
     assert group_lag_at(summarize([Term(3, None, False, 7.0)]), 9.0) == GroupLag(0, None, False, 1, 7.0)
+
+
+# ---------------------------------------------------------------- round_seconds
+
+
+@pytest.mark.parametrize(
+    "seconds, expected",
+    [
+        (0.4, 0),
+        (0.5, 1),
+        (1.5, 2),
+        (2.5, 3),
+        (12.4, 12),
+        (12.6, 13),
+        (0.0, 0),
+        (-0.5, 0),
+        (-12.0, 0),
+        (math.nan, 0),
+        (math.inf, MAX_SECONDS),
+        (-math.inf, 0),
+        (1e300, MAX_SECONDS),
+        (MAX_SECONDS - 0.6, MAX_SECONDS - 1),
+    ],
+)
+def test_round_seconds_rounds_half_up(seconds, expected):
+    got = round_seconds(seconds)
+    assert type(got) is int and got == expected
