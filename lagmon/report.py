@@ -34,9 +34,11 @@ from typing import Any
 
 import orjson
 
+from lagmon.timelag import MAX_SECONDS, round_seconds
+
 # ~68 years: more than "now - 1970" for decades to come, and fits an int32
 # for consumers that parse the JSON into 32-bit ints.
-MAX_LAG_SECONDS = 2**31 - 1
+MAX_LAG_SECONDS = MAX_SECONDS
 
 STATUSES = ("online", "offline", "recovering")
 RESOLUTIONS = ("fine", "coarse")
@@ -79,7 +81,8 @@ def _iso_or_none(ts: float | None) -> str | None:
 
 
 def coerce_lag(value: Any) -> int:
-    """Any lag value -> int in [0, MAX_LAG_SECONDS]; None/NaN/negative -> 0."""
+    """Any lag value -> int in [0, MAX_LAG_SECONDS]; None/NaN/negative -> 0; rounded half up
+    (timelag.round_seconds)."""
     if value is None:
         return 0
     try:
@@ -89,11 +92,7 @@ def coerce_lag(value: Any) -> int:
         if isinstance(value, int) and value > 0:
             return MAX_LAG_SECONDS
         return 0
-    if math.isnan(f) or f <= 0:
-        return 0
-    if f >= MAX_LAG_SECONDS:
-        return MAX_LAG_SECONDS
-    return round(f)
+    return round_seconds(f)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """ONLINE / OFFLINE / RECOVERING state machine per (group, topic) (pure, no I/O).
 
 A sample is *static* when no committed offset of the group/topic advanced and the
-lag is > 0; a caught-up group (lag == 0) is never static. Rules (design.md):
+lag is > 0; a caught-up group (lag == 0) is never static. Rules:
 
 * ONLINE: static -> count; the count reaching N -> OFFLINE. Not static -> count = 0.
 * OFFLINE: lag == 0 -> ONLINE (caught up); advanced and lag < threshold -> ONLINE;
@@ -19,6 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any
+
+from lagmon.timelag import round_seconds
 
 __all__ = [
     "GroupState",
@@ -71,9 +73,10 @@ def initial(now: float) -> GroupState:
 
 
 def _s(seconds: float) -> str:
+    """Seconds for a reason text, rounded like every lag (timelag.round_seconds); "?s" if not finite."""
     if not math.isfinite(seconds):
         return "?s"
-    return f"{math.floor(seconds + 0.5)}s"
+    return f"{round_seconds(seconds)}s"
 
 
 def step(prev: GroupState, *, advanced: bool, lag_seconds: float, now: float, t: Thresholds) -> GroupState:

@@ -1,6 +1,6 @@
 """Time lag by interpolation in a history of partition head offsets (pure, no I/O).
 
-Vocabulary (see design.md "Time lag definitions"):
+Vocabulary:
 
 * a *point* ``(offset, time)`` means: at ``time`` the partition head was ``offset``;
 * a head row ``(offset, first_seen, last_seen)`` is a lower-bracket candidate
@@ -14,43 +14,76 @@ time lag is ``at - t*`` where ``t*`` estimates when message ``c`` was appended.
 
 from __future__ import annotations
 
-import bisect
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
 Point = tuple[int, float]  # (offset, time)
-HeadRow = tuple[int, float, float]  # (offset, first_seen, last_seen)
+
+# Lags above this many seconds (~68 years, fits an int32) are reported as this.
+MAX_SECONDS = 2**31 - 1
 
 __all__ = [
-    "Bracket",
+    "MAX_SECONDS",
     "GroupLag",
+    "Growing",
+    "HeadRow",
+    "Held",
+    "LagInput",
     "LagSummary",
-    "PartitionLag",
     "Term",
     "anchor_candidates",
     "append_time",
     "evaluation_time",
-    "group_lag",
     "group_lag_at",
     "group_lags",
     "group_summaries",
-    "history_bracket",
+    "lag_seconds",
     "overtaken_at",
-    "partition_lag",
     "partition_term",
+    "round_seconds",
     "summarize",
-    "term_lag",
 ]
 
 
-@dataclass(frozen=True)
-class PartitionLag:
+class HeadRow(NamedTuple):
+    """One partition head offset of the history, seen in every sample from first_seen to last_seen."""
+
+    offset: int
+    first_seen: float
+    last_seen: float
+
+
+class LagInput(NamedTuple):  # a tuple: the store builds one per group-partition per sample
+    """All one (group, topic, partition)'s lag depends on: its latest commit and the history
+    points bracketing it (the store's lag_inputs)."""
+
+    group_id: str
+    topic: str
     partition: int
-    seconds: float  # >= 0, finite
-    lower_bound: bool  # True: the true lag is at least `seconds` (commit below the history)
-    at: float  # evaluation time
+    committed: int
+    commit_first_seen: float
+    commit_last_seen: float
+    newest_head: int | None  # largest head offset
+    head_below: Point | None  # (offset, last_seen) of the row with the largest offset <= committed
+    head_above: Point | None  # (offset, first_seen) of the row with the smallest offset > committed
+    anchor_below: Point | None  # (offset, timestamp) of the largest anchor offset <= committed
+    anchor_above: Point | None  # (offset, timestamp) of the smallest anchor offset >= committed
+    oldest_head: Point | None  # (offset, first_seen) of the row with the smallest offset
+    head_below_since: float | None = None  # first_seen of the head_below row
+
+
+def round_seconds(seconds: float) -> int:
+    """A lag in whole seconds, rounded half up (0.4 -> 0, 0.5 -> 1, 2.5 -> 3).
+
+    NaN, zero and negative -> 0; +inf and anything >= MAX_SECONDS -> MAX_SECONDS.
+    """
+    if math.isnan(seconds) or seconds <= 0:
+        return 0
+    if seconds >= MAX_SECONDS:
+        return MAX_SECONDS
+    return math.floor(seconds + 0.5)
 
 
 @dataclass(frozen=True)
@@ -60,18 +93,6 @@ class GroupLag:
     lower_bound: bool
     partitions: int
     calculated_at: float
-
-
-class Bracket(NamedTuple):
-    """What a store returns for one committed offset; field names match store.LagInput."""
-
-    head_below: Point | None  # (offset, last_seen) of the row with the largest offset <= c
-    head_above: Point | None  # (offset, first_seen) of the row with the smallest offset > c
-    anchor_below: Point | None  # (offset, timestamp) of the largest anchor offset <= c
-    anchor_above: Point | None  # (offset, timestamp) of the smallest anchor offset >= c
-    newest_head: int | None  # largest head offset
-    oldest_head: Point | None  # (offset, first_seen) of the row with the smallest offset
-    head_below_since: float | None = None  # first_seen of the head_below row
 
 
 def append_time(c: int, below: Sequence[Point], above: Sequence[Point]) -> tuple[float, bool]:
@@ -85,14 +106,16 @@ def append_time(c: int, below: Sequence[Point], above: Sequence[Point]) -> tuple
     Raises ValueError when there is no B (the caller treats that as caught up).
     """
     # (Plain loops: this runs once per group-partition per sample.)
-    h_b = t_b = None
+    h_b: int | None = None
+    t_b = 0.0  # read only once h_b is set
     for o, t in above:
         o, t = int(o), float(t)
         if o > c and math.isfinite(t) and (h_b is None or o < h_b or (o == h_b and t < t_b)):
             h_b, t_b = o, t
     if h_b is None:
         raise ValueError(f"no upper bracket candidate above committed offset {c}")
-    h_a = t_a = None
+    h_a: int | None = None
+    t_a = 0.0
     for o, t in below:
         o, t = int(o), float(t)
         if o <= c and math.isfinite(t) and (h_a is None or o > h_a or (o == h_a and t > t_a)):
@@ -147,7 +170,7 @@ def evaluation_time(
     return now if at is None else min(at, now)
 
 
-def overtaken_at(inp) -> float | None:
+def overtaken_at(inp: LagInput) -> float | None:
     """first_seen of the smallest head row above the committed offset (head rows are samples;
     anchors are message times, not observations, so they do not count)."""
     c = int(inp.committed)
@@ -168,8 +191,8 @@ class Term(NamedTuple):
     held_at: float | None
 
 
-def partition_term(inp) -> Term | None:
-    """The Term of one (group, topic, partition) from a store.LagInput-like object (duck-typed).
+def partition_term(inp: LagInput) -> Term | None:
+    """The Term of one (group, topic, partition).
 
     None for a negative committed offset (no commit). Caught up (no head known, or
     committed >= newest head) -> t_star None, held at the sample that saw it: nothing says
@@ -197,116 +220,42 @@ def partition_term(inp) -> Term | None:
     return Term(partition, t_star, lower_bound, held_at)
 
 
-def _seconds(at: float, t_star: float | None) -> float:
+def lag_seconds(at: float, t_star: float | None) -> float:
     """``at - t_star``, never negative or NaN; 0 when caught up (t_star None)."""
     seconds = 0.0 if t_star is None else at - t_star
     return float(seconds) if math.isfinite(seconds) and seconds > 0 else 0.0
 
 
-def term_lag(term: Term, now: float) -> PartitionLag:
-    at = now if term.held_at is None else min(term.held_at, now)
-    return PartitionLag(
-        partition=term.partition, seconds=_seconds(at, term.t_star), lower_bound=term.lower_bound, at=at
-    )
+class Growing(NamedTuple):
+    """The partition whose lag grows with ``now`` from the oldest append time."""
+
+    t_star: float
+    partition: int
+    lower_bound: bool
 
 
-def partition_lag(inp, now: float) -> PartitionLag | None:
-    """Lag of one (group, topic, partition) at ``now`` (None: no commit)."""
-    term = partition_term(inp)
-    return None if term is None else term_lag(term, now)
+class Held(NamedTuple):
+    """The worst partition whose lag holds at the sample ``at`` that saw it."""
 
-
-def history_bracket(heads: Iterable[HeadRow], anchors: Iterable[Point], c: int) -> Bracket:
-    """Reference implementation of the store's bracket look-up over a whole history.
-
-    ``heads``: rows (offset, first_seen, last_seen) in any order (one per offset);
-    ``anchors``: (offset, timestamp). Ties on offset: the later last_seen below,
-    the earlier first_seen above (the same rule append_time applies).
-    """
-    rows = sorted(heads, key=lambda r: (r[0], r[1], r[2]))
-    marks = sorted(anchors, key=lambda a: (a[0], a[1]))
-    if not rows:
-        head_below = head_above = oldest = since = None
-        newest = None
-    else:
-        offsets = [r[0] for r in rows]
-        i = bisect.bisect_right(offsets, c)  # rows[:i] have offset <= c
-        head_below = since = None
-        if i > 0:
-            top = offsets[i - 1]
-            j = bisect.bisect_left(offsets, top)
-            row = max(rows[j:i], key=lambda r: r[2])
-            head_below, since = (row[0], row[2]), row[1]
-        head_above = (rows[i][0], rows[i][1]) if i < len(rows) else None
-        newest = rows[-1][0]
-        oldest = (rows[0][0], rows[0][1])
-    anchor_below = anchor_above = None
-    if marks:
-        m_off = [a[0] for a in marks]
-        k = bisect.bisect_right(m_off, c)
-        if k > 0:
-            top = m_off[k - 1]
-            anchor_below = max((a for a in marks[bisect.bisect_left(m_off, top) : k]), key=lambda a: a[1])
-        k = bisect.bisect_left(m_off, c)
-        if k < len(marks):
-            anchor_above = marks[k]
-    return Bracket(head_below, head_above, anchor_below, anchor_above, newest, oldest, since)
-
-
-def _round(seconds: float) -> int:
-    if not math.isfinite(seconds) or seconds <= 0:
-        return 0
-    return math.floor(seconds + 0.5)
-
-
-def group_lag(parts: Iterable[PartitionLag | None], now: float) -> GroupLag:
-    """The worst partition decides; ties go to the lowest partition number. None entries are skipped.
-
-    This is the definition; the stages compute the same from a LagSummary (group_lag_at)."""
-    worst: PartitionLag | None = None
-    kept = [p for p in parts if p is not None]
-    count = len(kept)
-    for p in kept:
-        s = p.seconds if math.isfinite(p.seconds) else 0.0
-        if worst is None:
-            worst = p
-            continue
-        w = worst.seconds if math.isfinite(worst.seconds) else 0.0
-        if s > w or (s == w and p.partition < worst.partition):
-            worst = p
-    seconds = _round(worst.seconds) if worst is not None else 0
-    if worst is None:
-        return GroupLag(seconds=0, worst_partition=None, lower_bound=False, partitions=0, calculated_at=now)
-    if seconds == 0:  # every partition current: as of the newest evaluation
-        newest = max((p.at for p in kept if math.isfinite(p.at)), default=now)
-        return GroupLag(
-            seconds=0,
-            worst_partition=None,
-            lower_bound=False,
-            partitions=count,
-            calculated_at=min(newest, now),
-        )
-    return GroupLag(
-        seconds=seconds,
-        worst_partition=worst.partition,
-        lower_bound=worst.lower_bound,
-        partitions=count,
-        calculated_at=worst.at,
-    )
+    seconds: float
+    partition: int
+    lower_bound: bool
+    at: float
 
 
 class LagSummary(NamedTuple):
     """All a group/topic's lag at any later ``now`` depends on, from one sample's partitions:
     the sampler stores it, so the reporter never reads per-partition history.
 
-    ``group_lag_at(summarize(terms), now) == group_lag([term_lag(t, now) ...], now)`` for every
-    ``now`` at or after the terms' held_at times (the property tests hold it to that).
+    ``group_lag_at(summarize(terms), now)`` equals the worst of the terms' lags at ``now`` (ties:
+    lowest partition) for every ``now`` at or after their held_at times; tests/oracles.py
+    spells that definition out and the property tests hold the two to it.
     """
 
     partitions: int
-    growing: tuple[float, int, bool] | None  # (t_star, partition, lower_bound): oldest t*
+    growing: Growing | None  # oldest t* of the partitions evaluated at now
     any_growing: bool  # some partition is evaluated at now
-    held: tuple[float, int, bool, float] | None  # (seconds, partition, lower_bound, at): worst
+    held: Held | None  # worst of the partitions that hold
     held_newest_at: float | None  # newest at of the held partitions
 
     def to_list(self) -> list:
@@ -323,45 +272,53 @@ class LagSummary(NamedTuple):
         partitions, growing, any_growing, held, newest = v
         return cls(
             int(partitions),
-            None if growing is None else (float(growing[0]), int(growing[1]), bool(growing[2])),
+            None if growing is None else Growing(float(growing[0]), int(growing[1]), bool(growing[2])),
             bool(any_growing),
-            None if held is None else (float(held[0]), int(held[1]), bool(held[2]), float(held[3])),
+            None if held is None else Held(float(held[0]), int(held[1]), bool(held[2]), float(held[3])),
             None if newest is None else float(newest),
         )
 
 
 def summarize(terms: Iterable[Term]) -> LagSummary:
-    count, growing, any_growing, held, newest = 0, None, False, None, None
+    count, any_growing = 0, False
+    growing: Growing | None = None
+    held: Held | None = None
+    newest: float | None = None
     for t in terms:
         count += 1
         if t.held_at is None:
             any_growing = True
             if t.t_star is not None and math.isfinite(t.t_star):
-                if growing is None or (t.t_star, t.partition) < (growing[0], growing[1]):
-                    growing = (t.t_star, t.partition, t.lower_bound)
+                if growing is None or (t.t_star, t.partition) < (growing.t_star, growing.partition):
+                    growing = Growing(t.t_star, t.partition, t.lower_bound)
             continue
         at = t.held_at
-        seconds = _seconds(at, t.t_star)  # term_lag(t, at).seconds, without building a PartitionLag
+        seconds = lag_seconds(at, t.t_star)
         newest = at if newest is None else max(newest, at)
-        if held is None or seconds > held[0] or (seconds == held[0] and t.partition < held[1]):
-            held = (seconds, t.partition, t.lower_bound, at)
+        if (
+            held is None
+            or seconds > held.seconds
+            or (seconds == held.seconds and t.partition < held.partition)
+        ):
+            held = Held(seconds, t.partition, t.lower_bound, at)
     return LagSummary(count, growing, any_growing, held, newest)
 
 
 def group_lag_at(summary: LagSummary, now: float) -> GroupLag:
-    """group_lag at ``now`` from a LagSummary (the reporter's whole per-group computation)."""
+    """The group/topic's lag at ``now`` from its LagSummary (the reporter's whole per-group
+    computation): the worst partition decides, ties go to the lowest partition number."""
     if summary.partitions == 0:
         return GroupLag(seconds=0, worst_partition=None, lower_bound=False, partitions=0, calculated_at=now)
-    cands = []
+    cands: list[Held] = []
     if summary.growing is not None:
-        t_star, partition, lower = summary.growing
-        cands.append((_seconds(now, t_star), partition, lower, now))
+        g = summary.growing
+        cands.append(Held(lag_seconds(now, g.t_star), g.partition, g.lower_bound, now))
     if summary.held is not None:
-        seconds, partition, lower, at = summary.held
-        cands.append((seconds, partition, lower, min(at, now)))
-    worst = max(cands, key=lambda c: (c[0], -c[1])) if cands else None
-    seconds = _round(worst[0]) if worst is not None else 0
-    if seconds == 0:
+        h = summary.held
+        cands.append(h._replace(at=min(h.at, now)))
+    worst = max(cands, key=lambda c: (c.seconds, -c.partition)) if cands else None
+    seconds = 0 if worst is None else round_seconds(worst.seconds)
+    if worst is None or seconds == 0:  # every partition current: as of the newest evaluation
         newest = now if summary.any_growing or summary.held_newest_at is None else summary.held_newest_at
         return GroupLag(
             seconds=0,
@@ -372,17 +329,17 @@ def group_lag_at(summary: LagSummary, now: float) -> GroupLag:
         )
     return GroupLag(
         seconds=seconds,
-        worst_partition=worst[1],
-        lower_bound=worst[2],
+        worst_partition=worst.partition,
+        lower_bound=worst.lower_bound,
         partitions=summary.partitions,
-        calculated_at=worst[3],
+        calculated_at=worst.at,
     )
 
 
 def group_summaries(
-    inputs: Iterable, keys: Iterable[tuple[str, str]] = ()
+    inputs: Iterable[LagInput], keys: Iterable[tuple[str, str]] = ()
 ) -> dict[tuple[str, str], LagSummary]:
-    """The LagSummary of every (group_id, topic) in LagInput-like `inputs`; each of `keys` is
+    """The LagSummary of every (group_id, topic) in `inputs`; each of `keys` is
     present too, over no partitions when no input names it."""
     terms: dict[tuple[str, str], list[Term]] = {k: [] for k in keys}
     for inp in inputs:
@@ -393,9 +350,9 @@ def group_summaries(
 
 
 def group_lags(
-    inputs: Iterable, now: float, keys: Iterable[tuple[str, str]] = ()
+    inputs: Iterable[LagInput], now: float, keys: Iterable[tuple[str, str]] = ()
 ) -> dict[tuple[str, str], GroupLag]:
-    """group_lag of every (group_id, topic) in LagInput-like `inputs` at ``now``, by way of
+    """The lag (group_lag_at) of every (group_id, topic) in `inputs` at ``now``, by way of
     their summaries; each of `keys` is present too, with lag 0 over no partitions when no
     input names it."""
     return {k: group_lag_at(s, now) for k, s in group_summaries(inputs, keys).items()}

@@ -1,4 +1,4 @@
-"""lagmon.states: the ONLINE / OFFLINE / RECOVERING machine of design.md."""
+"""lagmon.states: the ONLINE / OFFLINE / RECOVERING machine (rules in the lagmon.states docstring)."""
 
 from __future__ import annotations
 
@@ -167,7 +167,7 @@ def test_thresholds_from_monitoring():
 
 
 class Model:
-    """The rules of design.md written out independently, state names as plain strings."""
+    """The rules of the lagmon.states docstring written out independently, state names as plain strings."""
 
     def __init__(self, t: Thresholds, now: float):
         self.t, self.state, self.since, self.count = t, "online", now, 0

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import math
 import random
-from types import SimpleNamespace
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lagmon.thinning import keep_indexes, newest_kept, spacing_ratio
-from lagmon.timelag import history_bracket, partition_lag
+from tests.oracles import history_bracket, lag_input, partition_lag
 
 T0 = 1_700_000_000.0
 DAY = 86_400.0
@@ -121,15 +120,7 @@ def week_of_rows(seed: int, days: float = 7.0) -> list[tuple[int, float, float]]
 
 def lag_from(rows, c, now):
     b = history_bracket(rows, [], c)
-    inp = SimpleNamespace(
-        group_id="g",
-        topic="t",
-        partition=0,
-        committed=c,
-        commit_first_seen=now - 3600,
-        commit_last_seen=now - 60,
-        **b._asdict(),
-    )
+    inp = lag_input(b, c, commit_first_seen=now - 3600, commit_last_seen=now - 60)
     return partition_lag(inp, now)
 
 

@@ -7,112 +7,21 @@ every message is known: the estimate must lie in the same bracket as the truth.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from types import SimpleNamespace
 
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from lagmon.timelag import (
-    Bracket,
-    GroupLag,
-    LagSummary,
-    PartitionLag,
-    Term,
+    LagInput,
     anchor_candidates,
     append_time,
     evaluation_time,
-    group_lag,
-    group_lag_at,
-    group_lags,
-    history_bracket,
-    partition_lag,
-    summarize,
-    term_lag,
 )
+from tests.histories import T0, histories, lag, offsets_to_probe, sane
+from tests.oracles import Bracket, PartitionLag, history_bracket, partition_lag
 
-T0 = 1_700_000_000.0
 PROPS = settings(max_examples=150, deadline=None)
-
-
-# ---------------------------------------------------------------- helpers
-
-
-@dataclass
-class History:
-    base: int  # head at the first sample: messages < base were appended before it
-    samples: list[float]  # sample times, strictly increasing
-    msg_times: list[float]  # append time of message base + i
-    rows: list[tuple[int, float, float]]  # collapsed head rows, oldest first
-
-    @property
-    def newest(self) -> int:
-        return self.rows[-1][0]
-
-    def true_time(self, c: int) -> float:
-        return self.msg_times[c - self.base]
-
-
-def build_history(base: int, samples: list[float], msg_times: list[float]) -> History:
-    rows: list[list] = []
-    i = 0
-    for s in samples:
-        while i < len(msg_times) and msg_times[i] <= s:
-            i += 1
-        head = base + i
-        if rows and rows[-1][0] == head:
-            rows[-1][2] = s
-        else:
-            rows.append([head, s, s])
-    return History(base, samples, msg_times, [tuple(r) for r in rows])
-
-
-@st.composite
-def histories(draw, max_samples: int = 25, max_burst: int = 20) -> History:
-    base = draw(st.integers(0, 10_000))
-    n = draw(st.integers(1, max_samples))
-    gaps = draw(st.lists(st.floats(0.5, 7200.0), min_size=n - 1, max_size=n - 1))
-    samples = [T0]
-    for g in gaps:
-        samples.append(samples[-1] + g)
-    rnd = draw(st.randoms(use_true_random=False))
-    msg_times: list[float] = []
-    for lo, hi in zip(samples, samples[1:], strict=False):
-        burst = draw(st.sampled_from([0, 0, 1, 2, 5, max_burst]))
-        after = math.nextafter(lo, math.inf)  # appended strictly after sample lo, at or before hi
-        msg_times.extend(sorted(max(after, lo + (hi - lo) * (1.0 - rnd.random())) for _ in range(burst)))
-    return build_history(base, samples, msg_times)
-
-
-def lag_input(rows, c, *, anchors=(), commit_first=None, commit_last=None, partition=0):
-    """A duck-typed store.LagInput built from a whole history (via history_bracket)."""
-    b = history_bracket(rows, list(anchors), c)
-    last = rows[-1][2] if rows else T0
-    return SimpleNamespace(
-        group_id="g",
-        topic="t",
-        partition=partition,
-        committed=c,
-        commit_first_seen=last - 60.0 if commit_first is None else commit_first,
-        commit_last_seen=last if commit_last is None else commit_last,
-        **b._asdict(),
-    )
-
-
-def lag(rows, c, now, **kw) -> PartitionLag:
-    res = partition_lag(lag_input(rows, c, **kw), now)
-    assert res is not None
-    return res
-
-
-def offsets_to_probe(h: History) -> range:
-    return range(max(0, h.base - 3), h.newest + 3)
-
-
-def sane(p: PartitionLag) -> None:
-    assert math.isfinite(p.seconds) and p.seconds >= 0
-    assert math.isfinite(p.at)
 
 
 # ---------------------------------------------------------------- append_time
@@ -343,7 +252,7 @@ def test_below_the_oldest_snapshot_is_a_lower_bound():
 
 
 def test_no_head_known_is_caught_up_and_negative_commit_is_none():
-    inp = SimpleNamespace(
+    inp = LagInput(
         group_id="g",
         topic="t",
         partition=3,
@@ -358,12 +267,11 @@ def test_no_head_known_is_caught_up_and_negative_commit_is_none():
         oldest_head=None,
     )
     assert partition_lag(inp, T0 + 10) == PartitionLag(3, 0.0, False, T0)
-    inp.committed = -1
-    assert partition_lag(inp, T0 + 10) is None
+    assert partition_lag(inp._replace(committed=-1), T0 + 10) is None
 
 
 def test_missing_upper_point_is_treated_as_caught_up():
-    inp = SimpleNamespace(
+    inp = LagInput(
         group_id="g",
         topic="t",
         partition=0,
@@ -414,99 +322,3 @@ def test_history_bracket_matches_brute_force(h, anchors, c):
     a_high = [a for a in anchors if a[0] >= c]
     assert b.anchor_below == max(a_low, default=None)
     assert b.anchor_above == min(a_high, default=None)
-
-
-# ---------------------------------------------------------------- group_lag
-
-part_lags = st.builds(
-    PartitionLag,
-    partition=st.integers(0, 50),
-    seconds=st.floats(0, 1e7),
-    lower_bound=st.booleans(),
-    at=st.floats(T0, T0 + 1e6),
-)
-
-
-@PROPS
-@given(parts=st.lists(part_lags, max_size=12, unique_by=lambda p: p.partition), now=st.floats(T0, T0 + 2e6))
-def test_group_lag_picks_the_worst_partition(parts, now):
-    g = group_lag(parts, now)
-    assert isinstance(g.seconds, int) and g.seconds >= 0
-    assert g.partitions == len(parts)
-    if not parts or g.seconds == 0:
-        # current: dated by the newest evaluation, never after now
-        expected = min(max((p.at for p in parts), default=now), now)
-        assert g.worst_partition is None and g.calculated_at == expected and not g.lower_bound
-        assert all(p.seconds < 0.5 for p in parts)
-        return
-    top = max(p.seconds for p in parts)
-    worst = min((p for p in parts if p.seconds == top), key=lambda p: p.partition)
-    assert g.seconds == math.floor(top + 0.5)
-    assert g.worst_partition == worst.partition
-    assert g.lower_bound == worst.lower_bound
-    assert g.calculated_at == worst.at
-
-
-def test_group_lag_examples():
-    assert group_lag([], 5.0) == GroupLag(0, None, False, 0, 5.0)
-    parts = [
-        PartitionLag(2, 30.4, False, 1.0),
-        PartitionLag(0, 30.4, True, 2.0),
-        PartitionLag(1, 0.0, False, 3.0),
-    ]
-    assert group_lag(parts, 9.0) == GroupLag(30, 0, True, 3, 2.0)
-    assert group_lag([PartitionLag(4, 0.2, False, 1.0)], 9.0) == GroupLag(0, None, False, 1, 1.0)
-    assert (
-        group_lag([PartitionLag(4, 0.0, False, 1.0), PartitionLag(5, 0.0, False, 7.0)], 9.0).calculated_at
-        == 7.0
-    )
-    assert group_lag([PartitionLag(4, 2.5, False, 1.0), None], 9.0) == GroupLag(3, 4, False, 1, 1.0)
-
-
-# ---------------------------------------------------------------- summaries (what the reporter reads)
-
-# Small integer-valued times make ties (equal lags, equal t*) common.
-times = st.integers(0, 60).map(float)
-terms = st.builds(
-    Term,
-    partition=st.integers(0, 5),
-    t_star=st.none() | times,
-    lower_bound=st.booleans(),
-    held_at=st.none() | times,
-)
-
-
-@PROPS
-@given(ts=st.lists(terms, max_size=8, unique_by=lambda t: t.partition), after=st.integers(0, 90))
-def test_summary_gives_the_group_lag_at_any_later_now(ts, after):
-    """The reporter's answer from a stored summary equals the per-partition computation."""
-    now = max((t.held_at for t in ts if t.held_at is not None), default=0.0) + after
-    summary = summarize(ts)
-    assert LagSummary.from_list(summary.to_list()) == summary
-    assert group_lag_at(summary, now) == group_lag([term_lag(t, now) for t in ts], now)
-
-
-@PROPS
-@given(h=histories(), extra=st.floats(0, 86_400), data=st.data())
-def test_group_lags_equal_partition_by_partition_on_histories(h, extra, data):
-    commits = data.draw(st.lists(st.integers(max(0, h.base - 3), h.newest + 2), min_size=1, max_size=5))
-    last = h.samples[-1]
-    firsts = data.draw(
-        st.lists(st.sampled_from([last, last - 30.0]), min_size=len(commits), max_size=len(commits))
-    )
-    inputs = [
-        lag_input(h.rows, c, partition=i, commit_first=f, commit_last=last)
-        for i, (c, f) in enumerate(zip(commits, firsts, strict=False))
-    ]
-    now = last + extra
-    assert group_lags(inputs, now) == {("g", "t"): group_lag([partition_lag(i, now) for i in inputs], now)}
-
-
-def test_summary_examples():
-    # partition 1 grows with now from t*=10; partition 0 holds 40 s at 50
-    s = summarize([Term(0, 10.0, False, 50.0), Term(1, 10.0, True, None), Term(2, None, False, 55.0)])
-    assert s == LagSummary(3, (10.0, 1, True), True, (40.0, 0, False, 50.0), 55.0)
-    assert group_lag_at(s, 50.0) == GroupLag(40, 0, False, 3, 50.0)  # tie at 40 s: partition 0
-    assert group_lag_at(s, 80.0) == GroupLag(70, 1, True, 3, 80.0)  # the growing one overtakes
-    assert group_lag_at(summarize([]), 9.0) == GroupLag(0, None, False, 0, 9.0)
-    assert group_lag_at(summarize([Term(3, None, False, 7.0)]), 9.0) == GroupLag(0, None, False, 1, 7.0)

@@ -1,0 +1,374 @@
+"""The Store: one WAL-mode SQLite file shared by the sampler, reporter and housekeeper
+processes, one method per query. The only module with SQL, with schema.py and sql.py.
+
+Every write is ONE short ``BEGIN IMMEDIATE ... COMMIT`` (``Store._write``); reads that need a
+consistent view run in one short deferred transaction (``Store._read``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Mapping
+
+from lagmon.store import sql
+from lagmon.store.connection import Database
+from lagmon.store.rows import (
+    GroupStatus,
+    HeadRow,
+    LagInput,
+    StageState,
+    Transition,
+    columns,
+    group_status,
+    lag_input,
+    placeholders,
+    status_row,
+    values,
+)
+
+Keep = Callable[[list[tuple[int, float, float]], int], set[int]]
+
+
+def _doomed(rows: list[tuple[int, float, float]], max_entries: int, keep: Keep) -> list[int]:
+    """Indexes of the history rows (oldest first) that thinning deletes; never the newest."""
+    kept = set(keep(rows, max_entries)) | {len(rows) - 1}
+    return [i for i in range(len(rows)) if i not in kept]
+
+
+class Store(Database):
+    """All queries of the three stages: one method each."""
+
+    # --- writes -----------------------------------------------------------------------------
+
+    def record_heads(self, heads: Mapping[tuple[str, int], int], at: float) -> list[tuple[str, int]]:
+        """Record one sample of head offsets; returns the partitions whose head went DOWN (history reset)."""
+        with self._write() as db:
+            db.execute("DELETE FROM temp.in_heads")
+            db.executemany(
+                "INSERT INTO temp.in_heads(topic, partition, offset) VALUES (?, ?, ?)",
+                [(t, p, o) for (t, p), o in heads.items()],
+            )
+            reset = [
+                (t, p)
+                for t, p in db.execute(
+                    """SELECT topic, partition FROM temp.in_heads i WHERE i.offset <
+                   (SELECT max(offset) FROM partition_offsets o
+                    WHERE o.topic = i.topic AND o.partition = i.partition)"""
+                )
+            ]
+            for table in ("partition_offsets", "partition_anchors"):
+                db.executemany(f"DELETE FROM {table} WHERE topic = ? AND partition = ?", reset)
+            db.execute(
+                """INSERT INTO partition_offsets(topic, partition, offset, first_seen, last_seen)
+                          SELECT topic, partition, offset, :at, :at FROM temp.in_heads WHERE true
+                          ON CONFLICT(topic, partition, offset) DO UPDATE SET last_seen = max(last_seen, :at)""",
+                {"at": at},
+            )
+            db.execute("DELETE FROM temp.in_heads")
+        return reset
+
+    def record_commits(
+        self, commits: Mapping[tuple[str, str, int], int], at: float
+    ) -> set[tuple[str, str, int]]:
+        """Record one sample of committed offsets; returns the keys whose offset ADVANCED."""
+        with self._write() as db:
+            db.execute("DELETE FROM temp.in_commits")
+            db.executemany(
+                "INSERT INTO temp.in_commits(group_id, topic, partition, committed_offset)"
+                " VALUES (?, ?, ?, ?)",
+                [(g, t, p, o) for (g, t, p), o in commits.items()],
+            )
+            db.execute("""UPDATE temp.in_commits SET (prev_offset, prev_first_seen, prev_last_seen) = (
+                              SELECT c.committed_offset, c.first_seen, c.last_seen FROM latest_commits c
+                              WHERE c.group_id = in_commits.group_id AND c.topic = in_commits.topic
+                                AND c.partition = in_commits.partition)""")
+            # An unchanged offset only moves latest_commits.last_seen (a small table); the history
+            # row of a run gets its final last_seen when the run ends, here, or when thinned.
+            # One primary-key update per ended run that was seen more than once (a row is written
+            # with last_seen = first_seen). A join here would let the planner scan the history.
+            db.executemany(
+                sql.END_RUN,
+                db.execute(
+                    """SELECT prev_last_seen, prev_first_seen, group_id, topic, partition FROM temp.in_commits
+                   WHERE prev_offset IS NOT NULL AND committed_offset <> prev_offset
+                     AND prev_last_seen <> prev_first_seen"""
+                ).fetchall(),
+            )
+            db.execute(
+                """INSERT INTO consumer_commits(group_id, topic, partition, first_seen,
+                              committed_offset, last_seen)
+                          SELECT group_id, topic, partition, :at, committed_offset, :at FROM temp.in_commits
+                          WHERE prev_offset IS NULL OR committed_offset <> prev_offset
+                          ON CONFLICT(first_seen, group_id, topic, partition)
+                          DO UPDATE SET committed_offset = excluded.committed_offset, last_seen = excluded.last_seen""",
+                {"at": at},
+            )
+            db.execute(
+                """INSERT INTO latest_commits(group_id, topic, partition, committed_offset,
+                              first_seen, last_seen)
+                          SELECT group_id, topic, partition, committed_offset,
+                                 CASE WHEN committed_offset = prev_offset THEN prev_first_seen ELSE :at END, :at
+                          FROM temp.in_commits WHERE true
+                          ON CONFLICT(group_id, topic, partition) DO UPDATE SET
+                              committed_offset = excluded.committed_offset, first_seen = excluded.first_seen,
+                              last_seen = CASE WHEN excluded.first_seen = latest_commits.first_seen
+                                               THEN max(latest_commits.last_seen, excluded.last_seen)
+                                               ELSE excluded.last_seen END""",
+                {"at": at},
+            )
+            advanced = {
+                (g, t, p)
+                for g, t, p in db.execute(
+                    "SELECT group_id, topic, partition FROM temp.in_commits WHERE committed_offset > prev_offset"
+                )
+            }
+            db.execute("DELETE FROM temp.in_commits")
+        return advanced
+
+    def put_anchor(self, topic: str, partition: int, offset: int, timestamp: float, exact: bool) -> None:
+        self.put_anchors([(topic, partition, offset, timestamp, exact)])
+
+    def put_anchors(self, anchors: Iterable[tuple[str, int, int, float, bool]]) -> None:
+        """Upsert (topic, partition, offset, timestamp, exact) anchors in one transaction."""
+        rows = [(t, p, o, ts, int(bool(exact))) for t, p, o, ts, exact in anchors]
+        if not rows:
+            return
+        with self._write() as db:
+            db.executemany(
+                """INSERT INTO partition_anchors(topic, partition, offset, timestamp, exact)
+                              VALUES (?, ?, ?, ?, ?) ON CONFLICT(topic, partition, offset)
+                              DO UPDATE SET timestamp = excluded.timestamp, exact = excluded.exact""",
+                rows,
+            )
+
+    def save_group_status(self, rows: Iterable[GroupStatus]) -> None:
+        with self._write() as db:
+            db.executemany(
+                f"INSERT OR REPLACE INTO group_status({columns(GroupStatus)}) "
+                f"VALUES ({placeholders(GroupStatus)})",
+                [status_row(r) for r in rows],
+            )
+
+    def add_transitions(self, rows: Iterable[Transition]) -> None:
+        with self._write() as db:
+            db.executemany(
+                f"INSERT INTO group_transitions({columns(Transition)}) VALUES ({placeholders(Transition)})",
+                [values(r) for r in rows],
+            )
+
+    def mark_excluded(self, topics: Mapping[str, str], groups: Mapping[str, str], at: float) -> None:
+        """Upsert name -> pattern; first_seen is kept from the first time a name was marked."""
+        with self._write() as db:
+            for table, key, names in (
+                ("excluded_topics", "topic", topics),
+                ("excluded_groups", "group_id", groups),
+            ):
+                db.executemany(
+                    f"INSERT INTO {table}({key}, pattern, first_seen) VALUES (?, ?, ?)"
+                    f" ON CONFLICT({key}) DO UPDATE SET pattern = excluded.pattern",
+                    [(name, pattern, at) for name, pattern in names.items()],
+                )
+
+    def delete_topic(self, topic: str) -> None:
+        with self._write() as db:
+            # through the (group_id, topic) index: the groups come from latest_commits, which
+            # holds the newest row of every key in the history
+            db.execute(
+                """DELETE FROM consumer_commits WHERE topic = :t AND group_id IN (
+                              SELECT group_id FROM latest_commits WHERE topic = :t)""",
+                {"t": topic},
+            )
+            for table in (
+                "partition_offsets",
+                "partition_anchors",
+                "latest_commits",
+                "group_status",
+                "group_transitions",
+            ):
+                db.execute(f"DELETE FROM {table} WHERE topic = ?", (topic,))
+
+    def heartbeat(
+        self,
+        stage: str,
+        *,
+        pid: int,
+        started_at: float,
+        at: float,
+        interval: float,
+        success: bool,
+        error: str | None = None,
+    ) -> None:
+        """success=True sets last_success=at; False sets last_error/last_error_at. Other fields are kept."""
+        ok_at, err, err_at = (at, None, None) if success else (None, error or "error", at)
+        with self._write() as db:
+            db.execute(
+                """INSERT INTO stage_state(stage, pid, started_at, heartbeat_at, last_success,
+                              last_error, last_error_at, interval) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                          ON CONFLICT(stage) DO UPDATE SET pid = excluded.pid, started_at = excluded.started_at,
+                              heartbeat_at = excluded.heartbeat_at, interval = excluded.interval,
+                              last_success = coalesce(excluded.last_success, last_success),
+                              last_error = coalesce(excluded.last_error, last_error),
+                              last_error_at = coalesce(excluded.last_error_at, last_error_at)""",
+                (stage, pid, started_at, at, ok_at, err, err_at, interval),
+            )
+
+    # --- reads ------------------------------------------------------------------------------
+
+    def latest_heads(self) -> dict[tuple[str, int], HeadRow]:
+        rows = self._conn.execute("""SELECT topic, partition, max(offset), first_seen, last_seen
+                                     FROM partition_offsets GROUP BY topic, partition""")
+        return {(t, p): HeadRow(o, f, s) for t, p, o, f, s in rows}
+
+    def group_statuses(self) -> dict[tuple[str, str], GroupStatus]:
+        rows = self._conn.execute(f"SELECT {columns(GroupStatus)} FROM group_status")
+        return {(r[0], r[1]): group_status(r) for r in rows}
+
+    def lag_inputs(self, groups_topics: Iterable[tuple[str, str]] | None = None) -> list[LagInput]:
+        query = sql.LAG_INPUTS_ALL
+        if groups_topics is not None:
+            query = sql.LAG_INPUTS_WANTED
+            self._conn.execute("DELETE FROM temp.want_pairs")
+            self._conn.executemany(
+                "INSERT OR IGNORE INTO temp.want_pairs(group_id, topic) VALUES (?, ?)", list(groups_topics)
+            )
+        with self._read() as db:
+            rows = db.execute(query).fetchall()
+        return [lag_input(r) for r in rows]
+
+    def commit_keys(self) -> set[tuple[str, str]]:
+        """Every (group_id, topic) with a committed offset on record."""
+        return set(self._conn.execute("SELECT DISTINCT group_id, topic FROM latest_commits"))
+
+    def stage_states(self) -> dict[str, StageState]:
+        rows = self._conn.execute(f"SELECT {columns(StageState)} FROM stage_state")
+        return {r[0]: StageState(*r) for r in rows}
+
+    def excluded(self) -> tuple[dict[str, str], dict[str, str]]:
+        with self._read() as db:
+            topics = dict(db.execute("SELECT topic, pattern FROM excluded_topics"))
+            groups = dict(db.execute("SELECT group_id, pattern FROM excluded_groups"))
+        return topics, groups
+
+    # --- housekeeping -----------------------------------------------------------------------
+
+    def thin_heads(self, max_entries: int, keep: Keep) -> int:
+        """Thin every partition with > max_entries head rows; one short write per partition; rows deleted."""
+        return self._thin(max_entries, keep, ("topic", "partition"), "offset", "offset", "partition_offsets")
+
+    def thin_commits(self, max_entries: int, keep: Keep) -> int:
+        """Same for consumer_commits per (group, topic, partition); rows are (offset, first_seen, last_seen).
+        The table is in time order: each (group, topic) is read through its index, one short
+        write per (group, topic) that holds more than max_entries rows."""
+        with self._write() as db:  # bring each open run's last_seen up to date first
+            db.executemany(
+                sql.END_RUN,
+                db.execute(
+                    "SELECT last_seen, first_seen, group_id, topic, partition"
+                    " FROM latest_commits WHERE last_seen <> first_seen"
+                ).fetchall(),
+            )
+        with self._read() as db:
+            pairs = db.execute(
+                "SELECT group_id, topic FROM consumer_commits GROUP BY group_id, topic HAVING count(*) > ?",
+                (max_entries,),
+            ).fetchall()
+        deleted = 0
+        for group, topic in pairs:
+            with self._write() as db:
+                runs: dict[int, list[tuple]] = {}
+                for p, offset, first, last in db.execute(
+                    "SELECT partition, committed_offset, first_seen, last_seen FROM consumer_commits"
+                    " WHERE group_id = ? AND topic = ? ORDER BY partition, first_seen",
+                    (group, topic),
+                ):
+                    runs.setdefault(p, []).append((offset, first, last))
+                doomed = []
+                for p, rows in runs.items():
+                    if len(rows) > max_entries:
+                        doomed += [(rows[i][1], group, topic, p) for i in _doomed(rows, max_entries, keep)]
+                db.executemany(
+                    "DELETE FROM consumer_commits WHERE first_seen = ? AND group_id = ? AND topic = ?"
+                    " AND partition = ?",
+                    doomed,
+                )
+                deleted += len(doomed)
+        return deleted
+
+    def _thin(
+        self, max_entries: int, keep: Keep, key: tuple[str, ...], offset_col: str, pk_col: str, table: str
+    ) -> int:
+        key_cols = ", ".join(key)
+        match = " AND ".join(f"{k} = ?" for k in key)
+        with self._read() as db:
+            crowded = db.execute(
+                f"SELECT {key_cols} FROM {table} GROUP BY {key_cols} HAVING count(*) > ?", (max_entries,)
+            ).fetchall()
+        deleted = 0
+        for k in crowded:
+            with self._write() as db:
+                rows = db.execute(
+                    f"SELECT {offset_col}, first_seen, last_seen, {pk_col} FROM {table}"
+                    f" WHERE {match} ORDER BY {pk_col}",
+                    k,
+                ).fetchall()
+                if len(rows) <= max_entries:
+                    continue
+                doomed = [(*k, rows[i][3]) for i in _doomed([r[:3] for r in rows], max_entries, keep)]
+                db.executemany(f"DELETE FROM {table} WHERE {match} AND {pk_col} = ?", doomed)
+                deleted += len(doomed)
+        return deleted
+
+    def prune_anchors(self) -> int:
+        """Drop anchors below every group's latest commit on their partition (all, if no commits)."""
+        with self._write() as db:
+            before = db.total_changes
+            db.execute(sql.PRUNE_ANCHORS)  # .rowcount is -1 for a statement starting with WITH
+            return db.total_changes - before
+
+    def purge_absent_groups(self, older_than: float) -> int:
+        """Delete status, commits and transitions of (group, topic)s last present before older_than."""
+        with self._write() as db:
+            gone = db.execute(
+                "SELECT group_id, topic FROM group_status WHERE last_present < ?", (older_than,)
+            ).fetchall()
+            for table in ("consumer_commits", "latest_commits", "group_transitions", "group_status"):
+                db.executemany(f"DELETE FROM {table} WHERE group_id = ? AND topic = ?", gone)
+        return len(gone)
+
+    def prune_transitions(self, older_than: float) -> int:
+        """Forget state transitions recorded before older_than; returns rows deleted."""
+        with self._write() as db:
+            return db.execute("DELETE FROM group_transitions WHERE at < ?", (older_than,)).rowcount
+
+    def transitions(self, group_id: str, topic: str) -> list[Transition]:
+        """The recorded transitions of one group/topic, oldest first."""
+        rows = self._conn.execute(
+            f"SELECT {columns(Transition)} FROM group_transitions WHERE group_id = ? AND topic = ? ORDER BY at",
+            (group_id, topic),
+        ).fetchall()
+        return [Transition(*r) for r in rows]
+
+    def maintenance(self, *, vacuum_pages: int = 1000) -> dict:
+        """Return up to vacuum_pages free pages to the OS, then a PASSIVE checkpoint; returns sizes."""
+        # executescript steps the pragma to completion (execute() would free a single page); it runs
+        # its own BEGIN IMMEDIATE because executescript() commits any open transaction first.
+        try:
+            self._conn.executescript(
+                f"BEGIN IMMEDIATE; PRAGMA incremental_vacuum({int(vacuum_pages)}); COMMIT;"
+            )
+        except BaseException:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            raise
+        checkpoint = tuple(self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone())
+        freelist = self._conn.execute("PRAGMA freelist_count").fetchone()[0]
+        wal = self.path + "-wal"
+        return {
+            "db_bytes": os.path.getsize(self.path),
+            "wal_bytes": os.path.getsize(wal) if os.path.exists(wal) else 0,
+            "freelist_pages": freelist,
+            "checkpoint": checkpoint,
+        }
+
+    def integrity_check(self) -> str:
+        return "\n".join(r[0] for r in self._conn.execute("PRAGMA integrity_check"))
