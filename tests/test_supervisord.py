@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -482,14 +483,16 @@ def test_committed_supervisord_conf_parses_with_supervisors_own_options(monkeypa
     from supervisor.datatypes import RestartUnconditionally
     from supervisor.options import ServerOptions
 
-    monkeypatch.setenv("LAGMON_CONFIG", "/etc/lagmon/config.yaml")
+    monkeypatch.setenv("LAGMON_CONFIG", "/etc/lagmon/my config.yaml")  # a space survives the split
     opts = ServerOptions()
     opts.realize(args=["-c", str(REPO / "supervisord.conf")])
     programs = {p.name: p for g in opts.process_group_configs for p in g.process_configs}
     assert [g.name for g in opts.process_group_configs] == ["lagmon"]
     assert set(programs) == set(STAGES)
     for stage, p in programs.items():
-        assert p.command == f"{REPO}/.venv/bin/python -m processes.{stage} --config /etc/lagmon/config.yaml"
+        assert shlex.split(p.command) == [
+            f"{REPO}/.venv/bin/python", "-m", f"processes.{stage}", "--config", "/etc/lagmon/my config.yaml"
+        ]  # fmt: skip
         assert p.directory == str(REPO)
         assert (p.startsecs, p.startretries, p.stopwaitsecs) == (
             supervisor.STARTSECS,
