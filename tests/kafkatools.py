@@ -3,7 +3,7 @@
 They live in the testing package (shared with bench/); this module keeps their old import path.
 """
 
-from testing.stages import StageProcess, write_config
+from testing.stages import REPO, StageProcess, write_config
 from testing.traffic import (
     LagConsumer,
     SteadyProducer,
@@ -18,6 +18,7 @@ from testing.traffic import (
 )
 
 __all__ = [
+    "REPO",
     "LagConsumer",
     "StageProcess",
     "SteadyProducer",

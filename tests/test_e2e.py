@@ -68,11 +68,7 @@ class BurstyProducer(threading.Thread):
         self.join(15)
 
 
-def entry(report, group, topic):
-    for c in (report or {}).get("consumers", []):
-        if c["group_id"] == group and c["topic"] == topic:
-            return c
-    return None
+from tests.helpers import entry  # noqa: E402
 
 
 def test_lag_json_matches_message_timestamps(kafka_bootstrap, tmp_path):

@@ -36,12 +36,7 @@ def store(db_path):
     s.close()
 
 
-def raw(path, sql, params=()):
-    conn = sqlite3.connect(path)
-    try:
-        return conn.execute(sql, params).fetchall()
-    finally:
-        conn.close()
+from tests.helpers import raw  # noqa: E402
 
 
 def newest_first_keep(rows, max_entries):

@@ -85,25 +85,7 @@ def histories(draw, max_samples: int = 25, max_burst: int = 20) -> History:
     return build_history(base, samples, msg_times)
 
 
-def lag_input(rows, c, *, anchors=(), commit_first=None, commit_last=None, partition=0):
-    """A duck-typed store.LagInput built from a whole history (via history_bracket)."""
-    b = history_bracket(rows, list(anchors), c)
-    last = rows[-1][2] if rows else T0
-    return SimpleNamespace(
-        group_id="g",
-        topic="t",
-        partition=partition,
-        committed=c,
-        commit_first_seen=last - 60.0 if commit_first is None else commit_first,
-        commit_last_seen=last if commit_last is None else commit_last,
-        **b._asdict(),
-    )
-
-
-def lag(rows, c, now, **kw) -> PartitionLag:
-    res = partition_lag(lag_input(rows, c, **kw), now)
-    assert res is not None
-    return res
+from tests.helpers import lag, lag_input  # noqa: E402
 
 
 def offsets_to_probe(h: History) -> range:
