@@ -120,16 +120,16 @@ def fmt(value: float | None, digits: int = 2) -> str:
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[object]], title: str | None = None) -> str:
     """A GitHub-markdown table (readable in a terminal too)."""
-    rows = [[str(c) for c in r] for r in rows]
+    cells = [[str(c) for c in r] for r in rows]
     widths = [
-        max(len(str(h)), *(len(r[i]) for r in rows)) if rows else len(str(h)) for i, h in enumerate(headers)
+        max(len(str(h)), *(len(r[i]) for r in cells)) if cells else len(str(h)) for i, h in enumerate(headers)
     ]
     lines = []
     if title:
         lines.append(f"\n{title}\n")
     lines.append("| " + " | ".join(str(h).ljust(w) for h, w in zip(headers, widths, strict=False)) + " |")
     lines.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    for r in rows:
+    for r in cells:
         lines.append(
             "| "
             + " | ".join(c.rjust(w) if _numeric(c) else c.ljust(w) for c, w in zip(r, widths, strict=False))

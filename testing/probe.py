@@ -20,7 +20,7 @@ def port_open(port: int, timeout: float = 1.0) -> bool:
 def metadata_ok(bootstrap: str, timeout: float = 5.0) -> bool | None:
     """A real Metadata request via confluent_kafka; None when it is not importable."""
     try:
-        from confluent_kafka.admin import AdminClient  # type: ignore
+        from confluent_kafka.admin import AdminClient
     except ImportError:
         return None
     admin = AdminClient(
@@ -71,8 +71,8 @@ def warm_group_coordinator(bootstrap: str, timeout: float = WARM_TIMEOUT) -> boo
     confluent_kafka is not importable; False on timeout.
     """
     try:
-        from confluent_kafka import KafkaException  # type: ignore
-        from confluent_kafka.admin import AdminClient  # type: ignore
+        from confluent_kafka import KafkaException
+        from confluent_kafka.admin import AdminClient
     except ImportError:
         return None
     admin = AdminClient({"bootstrap.servers": bootstrap, "logger": quiet_logger(), "log_level": 0})

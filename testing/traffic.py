@@ -210,7 +210,7 @@ class TruthRecorder(threading.Thread):
     def __init__(self, bootstrap: str, pairs, period: float = 0.2):
         super().__init__(daemon=True)
         self.truth = Truth(bootstrap)
-        self.pairs = list(pairs)
+        self.pairs: list[tuple[str, str]] = list(pairs)
         self.period = period
         self.samples: dict[tuple[str, str], list[tuple[float, float]]] = {p: [] for p in self.pairs}
         self.stop_event = threading.Event()
@@ -228,7 +228,7 @@ class TruthRecorder(threading.Thread):
             for pair in pairs:
                 t = time.time()
                 try:
-                    lag = self.truth.lag(*pair, now=t)
+                    lag = self.truth.lag(pair[0], pair[1], now=t)
                 except (KafkaException, TimeoutError, KeyError):
                     continue
                 with self.lock:
