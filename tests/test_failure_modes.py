@@ -110,7 +110,9 @@ def case_nan_never_leaks():
     rows = [(10, T0, T0), (20, T0 + 60, T0 + 60)]
     p = lag(rows, 15, T0 + 100, anchors=[(15, math.nan)])
     assert math.isfinite(p.seconds) and p.seconds == pytest.approx(70)
-    q = partition_lag(SimpleNamespace(**{**vars(lag_input(rows, 15)), "head_below": (10, math.inf)}), T0 + 100)
+    q = partition_lag(
+        SimpleNamespace(**{**vars(lag_input(rows, 15)), "head_below": (10, math.inf)}), T0 + 100
+    )
     assert math.isfinite(q.seconds) and q.seconds >= 0
     g = group_lag([PartitionLag(0, math.nan, False, T0), PartitionLag(1, 12.6, False, T0)], T0)
     assert g.seconds == 13 and isinstance(g.seconds, int) and g.worst_partition == 1

@@ -246,9 +246,7 @@ def test_broker_outage_and_recovery(own_broker, tmp_path):
         wait_for(lambda: not read_report(report_path)["monitor"]["stale"], 45, what="lag.json fresh again")
         wait_for(
             lambda: (
-                raw(db, "SELECT count(*) FROM partition_offsets WHERE first_seen > ?", (started_at,))[0][
-                    0
-                ]
+                raw(db, "SELECT count(*) FROM partition_offsets WHERE first_seen > ?", (started_at,))[0][0]
                 >= 2
             ),
             30,

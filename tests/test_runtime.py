@@ -440,7 +440,9 @@ def stage_rows(tmp_path):
 
 
 def test_stage_main_once_ok(tmp_path, capsys, restore_root_logging):
-    cfg_path = str(write_config(tmp_path, "localhost:9092", fast=False, kafka={"ssl_ca_location": "/nonexistent/ca.pem"}))
+    cfg_path = str(
+        write_config(tmp_path, "localhost:9092", fast=False, kafka={"ssl_ca_location": "/nonexistent/ca.pem"})
+    )
     seen = {}
 
     def make_step(cfg, store, log):
@@ -468,7 +470,14 @@ def test_stage_main_once_failure_is_1(tmp_path, restore_root_logging):
 
         return step, 5.0
 
-    assert runtime.stage_main("sampler", make_step, ["--config", str(write_config(tmp_path, "localhost:9092", fast=False)), "--once"]) == 1
+    assert (
+        runtime.stage_main(
+            "sampler",
+            make_step,
+            ["--config", str(write_config(tmp_path, "localhost:9092", fast=False)), "--once"],
+        )
+        == 1
+    )
     row = stage_rows(tmp_path)["sampler"]
     assert row.last_success is None and row.last_error == "RuntimeError: broker unreachable"
 
@@ -487,7 +496,12 @@ def test_stage_main_config_error_is_2(tmp_path, capsys, restore_root_logging):
 
 def test_stage_main_store_error_is_3(tmp_path, capsys, restore_root_logging):
     (tmp_path / "state.db").write_bytes(b"this is not sqlite" * 100)
-    assert runtime.stage_main("sampler", None, ["--config", str(write_config(tmp_path, "localhost:9092", fast=False))]) == 3
+    assert (
+        runtime.stage_main(
+            "sampler", None, ["--config", str(write_config(tmp_path, "localhost:9092", fast=False))]
+        )
+        == 3
+    )
     err = capsys.readouterr().err
     assert f"database error: database {tmp_path / 'state.db'}" in err
 
@@ -520,7 +534,13 @@ MAIN_SCRIPT = textwrap.dedent(
 def test_stage_main_process_sigterm_exits_0_and_records_heartbeat(tmp_path):
     env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(runtime.__file__)))
     proc = subprocess.Popen(
-        [sys.executable, "-c", MAIN_SCRIPT, "--config", str(write_config(tmp_path, "localhost:9092", fast=False))],
+        [
+            sys.executable,
+            "-c",
+            MAIN_SCRIPT,
+            "--config",
+            str(write_config(tmp_path, "localhost:9092", fast=False)),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
