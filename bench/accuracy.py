@@ -1,6 +1,6 @@
 """How close lag.json is to the true lag, per traffic pattern, for two sampling intervals.
 
-    .venv/bin/python bench/accuracy.py [--bootstrap HOST:PORT] [--duration 290] [--idle 90]
+    .venv/bin/python -m bench.accuracy [--bootstrap HOST:PORT] [--duration 290] [--idle 90]
 
 Five patterns run at the same time, each on its own topic with its own consumer group (real
 producers and consumers on the benchmark's broker):
@@ -13,10 +13,10 @@ producers and consumers on the benchmark's broker):
   stopped      20 msg/s; the consumer stops at 70 s and resumes at 160 s at 60 msg/s
 
 Two complete lagmon instances watch the same cluster, each a real sampler and reporter
-process (tests.kafkatools.StageProcess) with its own database: sample_interval_seconds 1
+process (testing.stages.StageProcess) with its own database: sample_interval_seconds 1
 and 5 (offline_sample_interval_seconds twice that; report_interval_seconds 1 for both).
 
-The truth: for each group, a tests.kafkatools Truth reader records every ~0.15 s the age of
+The truth: for each group, a testing.traffic Truth reader records every ~0.15 s the age of
 the message at each committed offset (its own timestamp, read from Kafka), max over the
 partitions. lag.json is read every report interval, and each group's lag_seconds is compared:
 
@@ -44,20 +44,20 @@ import sys
 import threading
 import time
 
-import common  # puts the repo on sys.path
-from common import fmt, percentile, table
 from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
-from tests.kafkatools import (
+from bench import common
+from bench.common import fmt, percentile, table
+from testing.stages import StageProcess, write_config
+from testing.traffic import (
     LagConsumer,
-    StageProcess,
     SteadyProducer,
     TruthRecorder,
     create_topic,
+    entry,
     read_report,
     unique,
-    write_config,
 )
 
 RATE = 20.0
@@ -194,13 +194,6 @@ def only_prefix(prefix: str) -> list[str]:
 
 def parse_utc(text: str) -> float:
     return float(calendar.timegm(time.strptime(text, "%Y-%m-%dT%H:%M:%SZ")))
-
-
-def entry(report, group, topic):
-    for c in (report or {}).get("consumers", []):
-        if c["group_id"] == group and c["topic"] == topic:
-            return c
-    return None
 
 
 def summarize(errors: list[float]) -> tuple[float, float, float]:

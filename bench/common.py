@@ -1,6 +1,6 @@
 """Shared helpers for lagmon's benchmarks: a private Kafka broker, statistics, tables.
 
-The benchmarks start their own single-node broker with scripts/kafka_broker.py on ports
+The benchmarks start their own single-node broker (testing.broker.Broker) on ports
 39092 (PLAINTEXT), 39093 (SASL) and 39094 (controller), with their own work directory, so
 they never touch a broker somebody else (the test suite) runs. `--bootstrap HOST:PORT`
 uses an existing broker instead and leaves it alone.
@@ -20,15 +20,13 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+from testing.broker import Broker
+from testing.fetch import Failure
 
-BROKER_SCRIPT = REPO / "scripts" / "kafka_broker.py"
+REPO = Path(__file__).resolve().parent.parent
 PORT, SASL_PORT, CONTROLLER_PORT = 39092, 39093, 39094
 BENCH_TMP = Path(os.environ.get("TMPDIR") or "/tmp") / "lagmon-bench"
 BROKER_WORKDIR = BENCH_TMP / f"kafka-{PORT}"
-BROKER_TIMEOUT = 900.0  # a first run fetches the broker jars with Maven
 
 
 def header(name: str) -> None:
@@ -63,26 +61,9 @@ def broker_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _broker(command: str, timeout: float) -> subprocess.CompletedProcess:
-    BROKER_WORKDIR.mkdir(parents=True, exist_ok=True)
-    return subprocess.run(
-        [
-            sys.executable,
-            str(BROKER_SCRIPT),
-            command,
-            "--port",
-            str(PORT),
-            "--sasl-port",
-            str(SASL_PORT),
-            "--controller-port",
-            str(CONTROLLER_PORT),
-            "--workdir",
-            str(BROKER_WORKDIR),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+def broker() -> Broker:
+    """The benchmarks' private broker (its work directory is created)."""
+    return Broker(PORT, SASL_PORT, CONTROLLER_PORT, BROKER_WORKDIR)
 
 
 @contextlib.contextmanager
@@ -92,22 +73,24 @@ def kafka(args: argparse.Namespace) -> Iterator[str]:
     if args.bootstrap:
         yield args.bootstrap
         return
-    running = _broker("status", 60).returncode == 0
+    own = broker()
+    running = own.status() != "stopped"
     if not running:
         started = time.monotonic()
-        out = _broker("start", BROKER_TIMEOUT)
-        if out.returncode != 0:
-            sys.exit(f"bench: could not start Kafka on port {PORT} (exit {out.returncode}):\n{out.stderr}")
+        try:
+            own.start()
+        except Failure as exc:
+            sys.exit(f"bench: could not start Kafka on port {PORT} (exit {exc.code}):\n{exc}")
         print(
-            f"# started Kafka on 127.0.0.1:{PORT} in {time.monotonic() - started:.1f} s "
+            f"# started Kafka on {own.bootstrap} in {time.monotonic() - started:.1f} s "
             f"(workdir {BROKER_WORKDIR})",
             flush=True,
         )
     try:
-        yield f"127.0.0.1:{PORT}"
+        yield own.bootstrap
     finally:
         if not running and not args.keep_broker:
-            _broker("stop", 120)
+            own.stop()
 
 
 # --------------------------------------------------------------------------- statistics
@@ -137,16 +120,16 @@ def fmt(value: float | None, digits: int = 2) -> str:
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[object]], title: str | None = None) -> str:
     """A GitHub-markdown table (readable in a terminal too)."""
-    rows = [[str(c) for c in r] for r in rows]
+    cells = [[str(c) for c in r] for r in rows]
     widths = [
-        max(len(str(h)), *(len(r[i]) for r in rows)) if rows else len(str(h)) for i, h in enumerate(headers)
+        max(len(str(h)), *(len(r[i]) for r in cells)) if cells else len(str(h)) for i, h in enumerate(headers)
     ]
     lines = []
     if title:
         lines.append(f"\n{title}\n")
     lines.append("| " + " | ".join(str(h).ljust(w) for h, w in zip(headers, widths, strict=False)) + " |")
     lines.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    for r in rows:
+    for r in cells:
         lines.append(
             "| "
             + " | ".join(c.rjust(w) if _numeric(c) else c.ljust(w) for c, w in zip(r, widths, strict=False))
@@ -168,11 +151,12 @@ def mb(n_bytes: float) -> str:
 
 
 def peak_rss(command: list[str], *, log: Path | None = None, timeout: float = 300.0) -> dict:
-    """Run command through bench/peak_rss.py: {"exit", "wall", "cpu", "rss_mb"} of that child alone."""
+    """Run command through bench.peak_rss: {"exit", "wall", "cpu", "rss_mb"} of that child alone."""
     out = subprocess.run(
         [
             sys.executable,
-            str(REPO / "bench" / "peak_rss.py"),
+            "-m",
+            "bench.peak_rss",
             "--log",
             str(log or os.devnull),
             "--timeout",
@@ -182,12 +166,13 @@ def peak_rss(command: list[str], *, log: Path | None = None, timeout: float = 30
             "--",
             *command,
         ],
+        cwd=REPO,
         capture_output=True,
         text=True,
         timeout=timeout + 30,
     )
     if out.returncode != 0 or not out.stdout.strip():
-        raise RuntimeError(f"peak_rss.py failed: {out.stderr.strip()}")
+        raise RuntimeError(f"bench.peak_rss failed: {out.stderr.strip()}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -205,16 +190,25 @@ def verdict(ok: bool) -> str:
 
 
 def _cli() -> int:
-    """`python bench/common.py start|stop|status`: the benchmarks' private broker (for run_all.sh)."""
+    """`python -m bench.common start|stop|status`: the benchmarks' private broker (for run_all.sh)."""
     command = sys.argv[1] if len(sys.argv) > 1 else "status"
     if command not in ("start", "stop", "status"):
-        print("usage: python bench/common.py start|stop|status", file=sys.stderr)
+        print("usage: python -m bench.common start|stop|status", file=sys.stderr)
         return 2
-    out = _broker(command, BROKER_TIMEOUT)
-    sys.stderr.write(out.stderr)
-    if command == "start" and out.returncode == 0:
-        print(f"127.0.0.1:{PORT}")
-    return out.returncode
+    try:
+        own = broker()
+        if command == "start":
+            print(own.start())
+        elif command == "stop":
+            own.stop()
+        else:
+            state = own.status()
+            print(f"{state} ({own.bootstrap}, {own.workdir})", file=sys.stderr)
+            return 0 if state != "stopped" else 1
+    except Failure as exc:
+        print(f"kafka_broker: error: {exc}", file=sys.stderr)
+        return exc.code
+    return 0
 
 
 if __name__ == "__main__":

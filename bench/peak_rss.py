@@ -1,6 +1,6 @@
 """Run a command and print its peak RSS and CPU time as one JSON line on stdout.
 
-    python bench/peak_rss.py -- python -m processes.reporter --config CFG --once
+    python -m bench.peak_rss -- python -m processes.reporter --config CFG --once
 
 Why a launcher: a child's ru_maxrss (from wait4 or RUSAGE_CHILDREN) starts at the RSS its
 parent had when it forked, because Linux carries the pre-exec memory's high-water mark

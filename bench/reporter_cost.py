@@ -1,6 +1,6 @@
 """What one report costs on a large database: time and peak memory of the reporter step.
 
-    .venv/bin/python bench/reporter_cost.py [--rebuild] [--repeat 5]
+    .venv/bin/python -m bench.reporter_cost [--rebuild] [--repeat 5]
 
 No Kafka. The database has 10,000 partitions (500 topics x 20) with 300 head snapshots each
 (3,000,000 rows, heads advancing at rates from 1 to 1,000 messages a minute, one snapshot a
@@ -24,7 +24,7 @@ the history, computed once while building). Measured on each: Reporter(cfg, stor
 in this process (median of --repeat, after one untimed run, lag.json written for real); and,
 separately, the per-partition work that moved into the sampler: Store.lag_inputs() and
 timelag.group_summaries() for all 100,000 pairs; the real reporter process once (`python -m processes.reporter --config CFG
---once`) through bench/peak_rss.py for its peak RSS.
+--once`) through bench.peak_rss for its peak RSS.
 """
 
 from __future__ import annotations
@@ -40,9 +40,8 @@ import shutil
 import sys
 import time
 
-import common  # puts the repo on sys.path
-from common import fmt, median, table, verdict
-
+from bench import common
+from bench.common import fmt, median, table, verdict
 from lagmon import config as lagconfig
 from lagmon import timelag
 from lagmon.stages.reporter import Reporter

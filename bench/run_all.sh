@@ -15,16 +15,16 @@ mkdir -p "$OUT"
 started_broker=0
 stop_broker() {
   if [ "$started_broker" = 1 ]; then
-    "$PY" bench/common.py stop || true
+    "$PY" -m bench.common stop || true
     started_broker=0
   fi
 }
 trap stop_broker EXIT
 
-if "$PY" bench/common.py status >/dev/null 2>&1; then
+if "$PY" -m bench.common status >/dev/null 2>&1; then
   echo "run_all: reusing the broker on 127.0.0.1:39092"
 else
-  "$PY" bench/common.py start >/dev/null
+  "$PY" -m bench.common start >/dev/null
   started_broker=1
 fi
 BOOTSTRAP=127.0.0.1:39092
@@ -35,7 +35,7 @@ run() {  # run NAME ARGS...: one benchmark, its output shown and saved
   echo "=== $name ($(date -u +%H:%M:%S) UTC)"
   local t0=$SECONDS rc
   set +e
-  "$PY" "bench/$name.py" "$@" 2>&1 | grep --line-buffered -v '^%[0-9]|' | tee "$OUT/$name.txt"
+  "$PY" -m "bench.$name" "$@" 2>&1 | grep --line-buffered -v '^%[0-9]|' | tee "$OUT/$name.txt"
   rc=${PIPESTATUS[0]}
   set -e
   echo "=== $name took $((SECONDS - t0)) s (exit $rc)"

@@ -1,6 +1,6 @@
 """What one sample costs at 2,000 partitions and 1,000 groups, against the floor.
 
-    .venv/bin/python bench/sampler_cost.py [--bootstrap HOST:PORT] [--prefix lagbench]
+    .venv/bin/python -m bench.sampler_cost [--bootstrap HOST:PORT] [--prefix lagbench]
 
 Cluster (on the benchmark's own broker, port 39092, unless --bootstrap): 100 topics of 20
 partitions (2,000 partitions) and 1,000 groups, each committing on 2 topics x 10 partitions
@@ -29,7 +29,7 @@ message below the head make it read 50 message timestamps, "anchors"); it is rep
 its own and left out of the medians. If a sample is over 1.5x the floor, 3 more samples
 are profiled with cProfile. Memory: the real stage processes run once each
 (`python -m processes.<stage> --config CFG --once`) against the same cluster, launched by
-bench/peak_rss.py so that each one's peak RSS is its own.
+bench.peak_rss so that each one's peak RSS is its own.
 """
 
 from __future__ import annotations
@@ -46,11 +46,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import common
-from common import fmt, median, table, verdict
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
 
+from bench import common
+from bench.common import fmt, median, table, verdict
 from lagmon import config as lagconfig
 from lagmon.kafka import KafkaClient
 
@@ -60,7 +60,7 @@ except ImportError:
     IsolatedKafkaClient = None
 from lagmon.stages.sampler import Sampler
 from lagmon.store import Store
-from tests.kafkatools import write_config
+from testing.stages import write_config
 
 INTERNAL = {"__consumer_offsets", "__transaction_state"}
 ANCHORED_GROUPS = 50  # groups whose first partition commits head - 1 (anchors at warm-up)
@@ -382,7 +382,7 @@ def advance(cluster: Cluster, previous: dict) -> dict:
 
 
 def stage_runs(bootstrap: str, workdir: Path):
-    """Each real stage once (`--once`), launched through bench/peak_rss.py."""
+    """Each real stage once (`--once`), launched through bench.peak_rss."""
     cfg = write_config(workdir, bootstrap)  # 1 s sample interval: the second sample is due again
     runs = [
         ("sampler", "first sample, fresh database"),
@@ -624,7 +624,7 @@ def main() -> int:
                         ["stage process", "step", "wall s", "cpu s", "peak RSS MB", "exit", "< 100 MB"],
                         rows,
                         title="Stage processes against the same cluster (peak RSS of the process and any "
-                        "child it waited for, via bench/peak_rss.py)",
+                        "child it waited for, via bench.peak_rss)",
                     )
                 )
                 print(f"\nstage logs: {stage_dir}")

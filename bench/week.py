@@ -1,6 +1,6 @@
 """A simulated week at 2,000 partitions with the housekeeper: does the database stay flat?
 
-    .venv/bin/python bench/week.py [--days 7] [--sample-every 300] [--housekeep-every 21600]
+    .venv/bin/python -m bench.week [--days 7] [--sample-every 300] [--housekeep-every 21600]
 
 No Kafka: a simulated clock drives the Store writes the sampler makes and the real
 Housekeeper.step, each on its own Store connection to one database file, as the two stage
@@ -32,9 +32,8 @@ import sys
 import tempfile
 import time
 
-import common  # puts the repo on sys.path
-from common import fmt, median, table, verdict
-
+from bench import common
+from bench.common import fmt, median, table, verdict
 from lagmon import config as lagconfig
 from lagmon.stages.housekeeper import Housekeeper
 from lagmon.store import GroupStatus, Store

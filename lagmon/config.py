@@ -388,7 +388,7 @@ def parse(text: str, source: str = "<config>") -> Config:
     _check_relative_paths(values, warnings)
     if errors:
         raise ConfigError(errors)
-    sections = {name: SCHEMA[name][0](**values[name]) for name in SCHEMA}
+    sections = {name: SCHEMA[name][0](**(values[name] or {})) for name in SCHEMA}  # None only with errors
     return Config(**sections, warnings=tuple(warnings))
 
 

@@ -1,59 +1,26 @@
 """Shared fixtures: a real single-node Kafka broker for tests marked `kafka`.
 
 `kafka_bootstrap` uses $LAGMON_TEST_BOOTSTRAP when that broker answers; otherwise it starts
-one with scripts/kafka_broker.py (version from $LAGMON_KAFKA_VERSION, ports 19092/19093/19094)
+one with testing.broker.Broker (version from $LAGMON_KAFKA_VERSION, ports 19092/19093/19094)
 and stops it after the session if this session started it. A missing Java or Maven makes
 every test that needs the broker FAIL with the reason; nothing here skips.
 """
 
 from __future__ import annotations
 
-import functools
-import importlib.util
 import os
-import subprocess
 import sys
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-BROKER_SCRIPT = REPO / "scripts" / "kafka_broker.py"
+from testing.broker import Broker
+from testing.fetch import Failure
+from testing.probe import metadata_ok, warm_group_coordinator
+
 PORT, SASL_PORT, CONTROLLER_PORT = 19092, 19093, 19094
-PORT_ARGS = ["--port", str(PORT), "--sasl-port", str(SASL_PORT), "--controller-port", str(CONTROLLER_PORT)]
-START_TIMEOUT = 900.0  # a first run fetches the broker jars with Maven
 TOPIC_TIMEOUT = 30.0
-
-
-@functools.lru_cache(maxsize=1)
-def _broker_module():
-    spec = importlib.util.spec_from_file_location("lagmon_kafka_broker", BROKER_SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _run_broker(command: str, timeout: float) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(BROKER_SCRIPT), command, *PORT_ARGS],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-def _answers(bootstrap: str, timeout: float = 5.0) -> bool:
-    from confluent_kafka import KafkaException
-    from confluent_kafka.admin import AdminClient
-
-    broker = _broker_module()
-    admin = AdminClient({"bootstrap.servers": bootstrap, "logger": broker._quiet_logger()})
-    try:
-        return bool(admin.list_topics(timeout=timeout).brokers)
-    except KafkaException:
-        return False
 
 
 @pytest.fixture(scope="session")
@@ -61,32 +28,27 @@ def kafka_bootstrap():
     """Bootstrap servers of a real broker whose group coordinator is loaded."""
     external = os.environ.get("LAGMON_TEST_BOOTSTRAP")
     if external:
-        if _answers(external):
-            if _broker_module().warm_group_coordinator(external) is False:
+        if metadata_ok(external):
+            if warm_group_coordinator(external) is False:
                 pytest.fail(f"LAGMON_TEST_BOOTSTRAP={external}: group coordinator not ready", pytrace=False)
             yield external
             return
         print(f"\nLAGMON_TEST_BOOTSTRAP={external} does not answer; starting a local broker", file=sys.stderr)
 
-    running = _run_broker("status", 60).returncode == 0
+    broker = Broker(PORT, SASL_PORT, CONTROLLER_PORT)
+    running = broker.status() != "stopped"
     if not running:
         started = time.monotonic()
-        out = _run_broker("start", START_TIMEOUT)
-        if out.returncode != 0:
-            pytest.fail(
-                f"could not start the test Kafka broker with {BROKER_SCRIPT.name} "
-                f"(exit {out.returncode}):\n{out.stderr.strip()}",
-                pytrace=False,
-            )
-        print(
-            f"\nstarted Kafka for the tests in {time.monotonic() - started:.1f} s: {out.stderr.strip()}",
-            file=sys.stderr,
-        )
+        try:
+            broker.start()
+        except Failure as exc:
+            pytest.fail(f"could not start the test Kafka broker (exit {exc.code}):\n{exc}", pytrace=False)
+        print(f"\nstarted Kafka for the tests in {time.monotonic() - started:.1f} s", file=sys.stderr)
     try:
-        yield f"127.0.0.1:{PORT}"
+        yield broker.bootstrap
     finally:
         if not running:
-            _run_broker("stop", 120)
+            broker.stop()
 
 
 @pytest.fixture(scope="session")

@@ -1,14 +1,6 @@
 """Helpers of the lagmon.store tests: read a database file behind the Store's back."""
 
-import sqlite3
-
-
-def raw(path, sql, params=()):
-    conn = sqlite3.connect(path)
-    try:
-        return conn.execute(sql, params).fetchall()
-    finally:
-        conn.close()
+from tests.helpers import raw
 
 
 def head_rows(path, topic="t", partition=0):

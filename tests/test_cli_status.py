@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from lagmon.store import GroupStatus, Store
 
@@ -24,16 +23,8 @@ REPO = Path(__file__).resolve().parent.parent
 SAMPLE = 60.0  # sample_interval_seconds: stale after 3 of them
 
 
-def write_cfg(directory: Path, **database) -> Path:
-    cfg = {
-        "kafka": {"bootstrap_servers": "127.0.0.1:9"},
-        "monitoring": {"sample_interval_seconds": SAMPLE, "offline_sample_interval_seconds": 600},
-        "database": {"path": str(directory / "state.db"), **database},
-        "output": {"json_path": str(directory / "lag.json")},
-    }
-    path = directory / "config.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
+MONITORING = {"sample_interval_seconds": SAMPLE, "offline_sample_interval_seconds": 600}
+from tests.helpers import write_config  # noqa: E402
 
 
 def status(config: Path, timeout: float = 30.0) -> subprocess.CompletedProcess:
@@ -123,7 +114,7 @@ def fingerprint(path: Path) -> tuple:
 
 
 def test_fresh_database_prints_groups_and_stages_exit_0(tmp_path):
-    cfg = write_cfg(tmp_path)
+    cfg = write_config(tmp_path, fast=False, monitoring=MONITORING)
     fill(str(tmp_path / "state.db"), time.time(), sampler_success_age=5)
     out = status(cfg)
     assert out.returncode == 0, out.stdout + out.stderr
@@ -152,7 +143,7 @@ def test_fresh_database_prints_groups_and_stages_exit_0(tmp_path):
 
 
 def test_stale_sampler_heartbeat_exit_1(tmp_path):
-    cfg = write_cfg(tmp_path)
+    cfg = write_config(tmp_path, fast=False, monitoring=MONITORING)
     fill(
         str(tmp_path / "state.db"),
         time.time(),
@@ -168,7 +159,7 @@ def test_stale_sampler_heartbeat_exit_1(tmp_path):
 
 
 def test_fresh_just_inside_three_intervals_exit_0(tmp_path):
-    cfg = write_cfg(tmp_path)
+    cfg = write_config(tmp_path, fast=False, monitoring=MONITORING)
     fill(str(tmp_path / "state.db"), time.time(), sampler_success_age=2.5 * SAMPLE)
     out = status(cfg)
     assert out.returncode == 0, out.stdout + out.stderr
@@ -183,7 +174,7 @@ def test_fresh_just_inside_three_intervals_exit_0(tmp_path):
     ids=["missing", "never-succeeded"],
 )
 def test_missing_sampler_heartbeat_exit_1(tmp_path, beats):
-    cfg = write_cfg(tmp_path)
+    cfg = write_config(tmp_path, fast=False, monitoring=MONITORING)
     fill(str(tmp_path / "state.db"), time.time(), **beats)
     out = status(cfg)
     assert out.returncode == 1, out.stdout + out.stderr
@@ -193,7 +184,7 @@ def test_missing_sampler_heartbeat_exit_1(tmp_path, beats):
 
 
 def test_empty_lagmon_database_exit_1(tmp_path):
-    cfg = write_cfg(tmp_path)
+    cfg = write_config(tmp_path, fast=False, monitoring=MONITORING)
     Store(str(tmp_path / "state.db")).close()
     out = status(cfg)
     assert out.returncode == 1, out.stdout + out.stderr
@@ -205,7 +196,7 @@ def test_empty_lagmon_database_exit_1(tmp_path):
 
 
 def test_missing_database_exit_3_and_not_created(tmp_path):
-    cfg = write_cfg(tmp_path)
+    cfg = write_config(tmp_path, fast=False, monitoring=MONITORING)
     before = sorted(os.listdir(tmp_path))
     out = status(cfg)
     assert out.returncode == 3, out.stdout + out.stderr
@@ -224,7 +215,7 @@ def test_missing_database_exit_3_and_not_created(tmp_path):
     ids=["text", "damaged-header"],
 )
 def test_not_a_database_exit_3_and_untouched(tmp_path, content):
-    cfg = write_cfg(tmp_path)
+    cfg = write_config(tmp_path, fast=False, monitoring=MONITORING)
     db = tmp_path / "state.db"
     db.write_bytes(content)
     before = fingerprint(db)
@@ -237,7 +228,7 @@ def test_not_a_database_exit_3_and_untouched(tmp_path, content):
 
 def test_other_applications_sqlite_file_exit_3_and_untouched(tmp_path):
     """(Found failing: Store switches the file to WAL before it finds no schema_version.)"""
-    cfg = write_cfg(tmp_path)
+    cfg = write_config(tmp_path, fast=False, monitoring=MONITORING)
     db = tmp_path / "state.db"
     conn = sqlite3.connect(db)
     conn.execute("CREATE TABLE invoices(id INTEGER PRIMARY KEY, amount REAL)")
@@ -293,7 +284,7 @@ def test_missing_config_file_exit_2(tmp_path):
 def test_control_characters_in_group_ids_and_topics_are_escaped_in_the_table(tmp_path):
     """A group id with a newline cannot add a forged row; an escape sequence cannot colour the
     terminal: both are shown escaped, on one table line each."""
-    cfg = write_cfg(tmp_path)
+    cfg = write_config(tmp_path, fast=False, monitoring=MONITORING)
     now = time.time()
     fill(str(tmp_path / "state.db"), now, sampler_success_age=5)
     forged, red = "evil\nforged", "\x1b[31mred"

@@ -27,9 +27,9 @@ from datetime import UTC, datetime
 import pytest
 from confluent_kafka import Producer
 
-from tests.kafkatools import (
+from testing.stages import StageProcess, write_config
+from testing.traffic import (
     LagConsumer,
-    StageProcess,
     SteadyProducer,
     Truth,
     TruthRecorder,
@@ -37,7 +37,6 @@ from tests.kafkatools import (
     read_report,
     unique,
     wait_for,
-    write_config,
 )
 
 pytestmark = pytest.mark.kafka
@@ -68,11 +67,7 @@ class BurstyProducer(threading.Thread):
         self.join(15)
 
 
-def entry(report, group, topic):
-    for c in (report or {}).get("consumers", []):
-        if c["group_id"] == group and c["topic"] == topic:
-            return c
-    return None
+from tests.helpers import entry  # noqa: E402
 
 
 def test_lag_json_matches_message_timestamps(kafka_bootstrap, tmp_path):

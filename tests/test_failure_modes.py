@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 import os
 import tempfile
-from types import SimpleNamespace
 
 import pytest
 
@@ -17,30 +16,13 @@ from lagmon.states import State, Thresholds, initial, step
 from lagmon.store import Store
 from lagmon.thinning import keep_indexes
 from lagmon.timelag import GroupLag, append_time, group_lags
-from tests.oracles import PartitionLag, group_lag, history_bracket, partition_lag
+from tests.oracles import PartitionLag, group_lag, partition_lag
 
 T0 = 1_700_000_000.0
 HOUR, DAY, YEAR = 3600.0, 86_400.0, 365 * 86_400.0
 
 
-def inp(rows, c, *, anchors=(), commit_first=None, commit_last=None, partition=0):
-    b = history_bracket(rows, list(anchors), c)
-    last = rows[-1][2] if rows else T0
-    return SimpleNamespace(
-        group_id="g",
-        topic="t",
-        partition=partition,
-        committed=c,
-        commit_first_seen=last - 60 if commit_first is None else commit_first,
-        commit_last_seen=last if commit_last is None else commit_last,
-        **b._asdict(),
-    )
-
-
-def lag(rows, c, now, **kw) -> PartitionLag:
-    p = partition_lag(inp(rows, c, **kw), now)
-    assert p is not None
-    return p
+from tests.helpers import lag, lag_input  # noqa: E402
 
 
 def case_negative_lag_clamped():
@@ -152,7 +134,7 @@ def case_topic_recreated_history_afresh():
 
 
 def case_no_commit_not_counted():
-    p = inp([(10, T0, T0), (20, T0 + 60, T0 + 60)], -1)
+    p = lag_input([(10, T0, T0), (20, T0 + 60, T0 + 60)], -1)
     assert partition_lag(p, T0 + 60) is None  # -1 (no commit) is not "offset 0"
     g = group_lag([partition_lag(p, T0 + 60)], T0 + 60)
     assert (g.seconds, g.partitions, g.worst_partition) == (0, 0, None)
@@ -162,7 +144,7 @@ def case_nan_never_leaks():
     rows = [(10, T0, T0), (20, T0 + 60, T0 + 60)]
     p = lag(rows, 15, T0 + 100, anchors=[(15, math.nan)])
     assert math.isfinite(p.seconds) and p.seconds == pytest.approx(70)
-    q = partition_lag(SimpleNamespace(**{**vars(inp(rows, 15)), "head_below": (10, math.inf)}), T0 + 100)
+    q = partition_lag(lag_input(rows, 15)._replace(head_below=(10, math.inf)), T0 + 100)
     assert math.isfinite(q.seconds) and q.seconds >= 0
     g = group_lag([PartitionLag(0, math.nan, False, T0), PartitionLag(1, 12.6, False, T0)], T0)
     assert g.seconds == 13 and isinstance(g.seconds, int) and g.worst_partition == 1

@@ -17,7 +17,6 @@ import logging
 import os
 import re
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
@@ -29,17 +28,8 @@ import pytest
 from lagmon.kafka import KafkaUnavailable
 from lagmon.stages.runtime import StopFlag, run_stage
 from lagmon.store import Store
-from tests.kafkatools import (
-    REPO,
-    LagConsumer,
-    StageProcess,
-    SteadyProducer,
-    create_topic,
-    read_report,
-    unique,
-    wait_for,
-    write_config,
-)
+from testing.stages import REPO, StageProcess, write_config
+from testing.traffic import LagConsumer, SteadyProducer, create_topic, read_report, unique, wait_for
 
 BROKER_SCRIPT = REPO / "scripts" / "kafka_broker.py"
 HOST = "127.0.0.1"
@@ -152,19 +142,7 @@ def stage_state(db: Path, stage: str):
         return store.stage_states().get(stage)
 
 
-def ro_query(db: Path, sql: str, params=()) -> list[tuple]:
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
-    try:
-        return conn.execute(sql, params).fetchall()
-    finally:
-        conn.close()
-
-
-def entry(report, group, topic):
-    for c in (report or {}).get("consumers", []):
-        if c["group_id"] == group and c["topic"] == topic:
-            return c
-    return None
+from tests.helpers import entry, raw  # noqa: E402
 
 
 def epoch(iso: str) -> float:
@@ -259,9 +237,7 @@ def test_broker_outage_and_recovery(own_broker, tmp_path):
         wait_for(lambda: not read_report(report_path)["monitor"]["stale"], 45, what="lag.json fresh again")
         wait_for(
             lambda: (
-                ro_query(db, "SELECT count(*) FROM partition_offsets WHERE first_seen > ?", (started_at,))[0][
-                    0
-                ]
+                raw(db, "SELECT count(*) FROM partition_offsets WHERE first_seen > ?", (started_at,))[0][0]
                 >= 2
             ),
             30,
@@ -269,7 +245,7 @@ def test_broker_outage_and_recovery(own_broker, tmp_path):
         )
         wait_for(
             lambda: (
-                ro_query(
+                raw(
                     db,
                     "SELECT count(*) FROM consumer_commits WHERE group_id = ? AND last_seen > ?",
                     (group, started_at),
@@ -298,7 +274,7 @@ def test_broker_outage_and_recovery(own_broker, tmp_path):
     assert again["lag_seconds"] >= 0 and again["status"] in ("online", "recovering", "offline")
 
     # no observation dated inside the outage (a sample in flight at the stop is stamped before it)
-    invented = ro_query(
+    invented = raw(
         db,
         "SELECT 'head', topic, partition, offset, first_seen, last_seen FROM partition_offsets "
         "WHERE (first_seen > ? AND first_seen < ?) OR (last_seen > ? AND last_seen < ?) "

@@ -19,10 +19,9 @@ from __future__ import annotations
 import logging
 import os
 import random
-import sqlite3
 import time
 
-from lagmon import config, thinning
+from lagmon import thinning
 from lagmon.stages.housekeeper import Housekeeper
 from lagmon.stages.reporter import Reporter
 from lagmon.stages.sampler import Sampler
@@ -39,33 +38,18 @@ RETENTION = 2 * DAY
 # --------------------------------------------------------------------------- helpers
 
 
-def make_cfg(directory, **monitoring):
-    mon = {
-        "sample_interval_seconds": SAMPLE,
-        "offline_sample_interval_seconds": OFFLINE_SAMPLE,
-        "report_interval_seconds": SAMPLE,
-        "housekeeping_interval_seconds": HOUSEKEEPING,
-        "max_entries_per_partition": MAX_ENTRIES,
-        "max_commit_entries_per_partition": MAX_COMMITS,
-        "absent_group_retention_seconds": RETENTION,
-        **monitoring,
-    }
-    lines = "\n".join(f"  {k}: {v}" for k, v in mon.items())
-    return config.parse(f"""
-kafka: {{bootstrap_servers: "127.0.0.1:9"}}
-monitoring:
-{lines}
-database: {{path: "{directory}/state.db"}}
-output: {{json_path: "{directory}/lag.json"}}
-""")
+MONITORING = {
+    "sample_interval_seconds": SAMPLE,
+    "offline_sample_interval_seconds": OFFLINE_SAMPLE,
+    "report_interval_seconds": SAMPLE,
+    "housekeeping_interval_seconds": HOUSEKEEPING,
+    "max_entries_per_partition": MAX_ENTRIES,
+    "max_commit_entries_per_partition": MAX_COMMITS,
+    "absent_group_retention_seconds": RETENTION,
+}
 
 
-def raw(path: str, sql: str, params=()) -> list[tuple]:
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        return conn.execute(sql, params).fetchall()
-    finally:
-        conn.close()
+from tests.helpers import make_config, raw  # noqa: E402
 
 
 def max_rows(path: str, table: str, key: str) -> int:
@@ -88,7 +72,7 @@ def quiet() -> logging.Logger:
 
 
 def test_simulated_week_bounded_tables_size_and_offline_lag(tmp_path):
-    cfg = make_cfg(tmp_path)
+    cfg = make_config(tmp_path, monitoring=MONITORING)
     path = cfg.database.path
     cluster = SimCluster()
     assert cluster.partition_count() == 200
@@ -198,7 +182,7 @@ def status(group: str, topic: str, last_present: float, state: str = "offline") 
 
 
 def test_purge_absent_groups_after_retention(tmp_path):
-    cfg = make_cfg(tmp_path)
+    cfg = make_config(tmp_path, monitoring=MONITORING)
     store = Store(cfg.database.path)
     keeper = Housekeeper(cfg, store, quiet())
     now = T0 + 10 * DAY
@@ -236,7 +220,7 @@ def reporter_rows(cfg, store, now):
 
 def test_transitions_pruned_past_retention_even_for_present_groups(tmp_path):
     """A group that flaps for months must not grow group_transitions without bound."""
-    cfg = make_cfg(tmp_path)
+    cfg = make_config(tmp_path, monitoring=MONITORING)
     store = Store(cfg.database.path)
     keeper = Housekeeper(cfg, store, quiet())
     counts = []
@@ -262,7 +246,7 @@ def test_transitions_pruned_past_retention_even_for_present_groups(tmp_path):
 def test_thinning_keeps_offline_lag_on_a_long_head_history(tmp_path):
     """keep_indexes directly through the store: a head advancing every minute for 7 days,
     thinned to 300 rows, still dates a commit from day 1 within 5%."""
-    cfg = make_cfg(tmp_path)
+    cfg = make_config(tmp_path, monitoring=MONITORING)
     store = Store(cfg.database.path)
     sp = SimPartition(busy_rates(random.Random(3)))
     c = sp.head(ARCHIVER_OFF)
@@ -287,7 +271,7 @@ def test_sampler_does_not_spin_after_a_group_leaves(tmp_path):
     sampled again and the purge does not drop it from Sampler.statuses, so
     Sampler._next_delay returns 0 from one offline interval after the group left.)"""
     retention = 2 * HOUR
-    cfg = make_cfg(tmp_path, absent_group_retention_seconds=retention)
+    cfg = make_config(tmp_path, monitoring={**MONITORING, "absent_group_retention_seconds": retention})
     cluster = SimCluster()
     store = Store(cfg.database.path)
     sampler = Sampler(cfg, store, cluster, quiet())

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from lagmon import instance
-from tests.kafkatools import wait_for
+from testing.traffic import wait_for
 
 
 def alive(pid: int) -> bool:

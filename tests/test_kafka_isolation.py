@@ -9,7 +9,7 @@ import pytest
 from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
 
 from lagmon.kafka import IsolatedKafkaClient, KafkaClient, KafkaUnavailable
-from tests.kafkatools import admin, create_topic, unique
+from testing.traffic import admin, create_topic, unique
 
 pytestmark = pytest.mark.kafka
 

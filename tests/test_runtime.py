@@ -23,12 +23,7 @@ STAGE = "teststage"
 # ----------------------------------------------------------------- fakes
 
 
-class Clock:
-    def __init__(self, t: float = 1000.0):
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
+from tests.helpers import Clock, write_config  # noqa: E402
 
 
 class FakeStop(StopFlag):
@@ -89,7 +84,7 @@ class Script:
 
 
 def loop(actions, *, interval=10.0, once=False, store=None):
-    clock = Clock()
+    clock = Clock(1000.0)
     wall = Clock(1_700_000_000.0)
     stop = FakeStop(clock)
     step = Script(clock, stop, actions)
@@ -131,7 +126,7 @@ def test_bad_delay_values_fall_back_to_interval():
 
 
 def test_heartbeat_fields():
-    clock = Clock()
+    clock = Clock(1000.0)
     stop = FakeStop(clock)
     store = FakeStore()
     walls = iter([500.0, 501.0, 502.0, 503.0])
@@ -149,7 +144,7 @@ def test_heartbeat_fields():
 
 
 def test_stop_already_set_runs_nothing():
-    clock = Clock()
+    clock = Clock(1000.0)
     stop = FakeStop(clock)
     stop.set(signal.SIGINT)
     step = Script(clock, stop, [0])
@@ -179,7 +174,7 @@ def test_backoff_counts_from_end_of_failed_step():
     class Slow(Exception):
         pass
 
-    clock = Clock()
+    clock = Clock(1000.0)
     stop = FakeStop(clock)
     calls = []
 
@@ -439,29 +434,15 @@ def test_parse_args():
 from lagmon.store import Store  # noqa: E402
 
 
-def write_config(tmp_path, extra_kafka=""):
-    path = tmp_path / "config.yaml"
-    path.write_text(
-        textwrap.dedent(f"""\
-        kafka:
-          bootstrap_servers: "localhost:9092"
-        {extra_kafka}
-        database:
-          path: "{tmp_path / "state.db"}"
-        output:
-          json_path: "{tmp_path / "lag.json"}"
-        """)
-    )
-    return str(path)
-
-
 def stage_rows(tmp_path):
     with Store(str(tmp_path / "state.db")) as st:
         return st.stage_states()
 
 
 def test_stage_main_once_ok(tmp_path, capsys, restore_root_logging):
-    cfg_path = write_config(tmp_path, '  ssl_ca_location: "/nonexistent/ca.pem"')
+    cfg_path = str(
+        write_config(tmp_path, "localhost:9092", fast=False, kafka={"ssl_ca_location": "/nonexistent/ca.pem"})
+    )
     seen = {}
 
     def make_step(cfg, store, log):
@@ -489,7 +470,14 @@ def test_stage_main_once_failure_is_1(tmp_path, restore_root_logging):
 
         return step, 5.0
 
-    assert runtime.stage_main("sampler", make_step, ["--config", write_config(tmp_path), "--once"]) == 1
+    assert (
+        runtime.stage_main(
+            "sampler",
+            make_step,
+            ["--config", str(write_config(tmp_path, "localhost:9092", fast=False)), "--once"],
+        )
+        == 1
+    )
     row = stage_rows(tmp_path)["sampler"]
     assert row.last_success is None and row.last_error == "RuntimeError: broker unreachable"
 
@@ -508,7 +496,12 @@ def test_stage_main_config_error_is_2(tmp_path, capsys, restore_root_logging):
 
 def test_stage_main_store_error_is_3(tmp_path, capsys, restore_root_logging):
     (tmp_path / "state.db").write_bytes(b"this is not sqlite" * 100)
-    assert runtime.stage_main("sampler", None, ["--config", write_config(tmp_path)]) == 3
+    assert (
+        runtime.stage_main(
+            "sampler", None, ["--config", str(write_config(tmp_path, "localhost:9092", fast=False))]
+        )
+        == 3
+    )
     err = capsys.readouterr().err
     assert f"database error: database {tmp_path / 'state.db'}" in err
 
@@ -520,7 +513,7 @@ def test_stage_main_make_step_fatal_and_crash(tmp_path, restore_root_logging):
     def crash(cfg, store, log):
         raise RuntimeError("boom")
 
-    cfg_path = write_config(tmp_path)
+    cfg_path = str(write_config(tmp_path, "localhost:9092", fast=False))
     assert runtime.stage_main("reporter", fatal, ["--config", cfg_path]) == 2
     assert runtime.stage_main("reporter", crash, ["--config", cfg_path]) == 1
 
@@ -541,7 +534,13 @@ MAIN_SCRIPT = textwrap.dedent(
 def test_stage_main_process_sigterm_exits_0_and_records_heartbeat(tmp_path):
     env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.dirname(runtime.__file__))))
     proc = subprocess.Popen(
-        [sys.executable, "-c", MAIN_SCRIPT, "--config", write_config(tmp_path)],
+        [
+            sys.executable,
+            "-c",
+            MAIN_SCRIPT,
+            "--config",
+            str(write_config(tmp_path, "localhost:9092", fast=False)),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from lagmon import config
 from lagmon.kafka import KafkaSource
 from lagmon.stages.sampler import Sampler, matching_pattern
 from lagmon.store import Store
@@ -62,39 +61,26 @@ if TYPE_CHECKING:  # mypy: the stand-in answers like the real client
     _: KafkaSource = ScriptedKafka()
 
 
-def make_cfg(tmp_path, **monitoring):
-    text = f"""
-kafka: {{bootstrap_servers: "127.0.0.1:9"}}
-monitoring:
-  sample_interval_seconds: 10
-  offline_sample_interval_seconds: 100
-  offline_detection_consecutive_samples: 2
-  online_lag_threshold_seconds: 30
-  recovering_minimum_duration_seconds: 0
-database: {{path: "{tmp_path}/state.db"}}
-output: {{json_path: "{tmp_path}/lag.json"}}
-exclude: {{topics: ["secret-*", "audit"], groups: ["legacy-*"]}}
-"""
-    return config.parse(text)
+MONITORING = {
+    "sample_interval_seconds": 10,
+    "offline_sample_interval_seconds": 100,
+    "offline_detection_consecutive_samples": 2,
+    "online_lag_threshold_seconds": 30,
+    "recovering_minimum_duration_seconds": 0,
+}
+EXCLUDE = {"topics": ["secret-*", "audit"], "groups": ["legacy-*"]}
 
 
 @pytest.fixture
 def env(tmp_path):
-    cfg = make_cfg(tmp_path)
+    cfg = make_config(tmp_path, monitoring=MONITORING, exclude=EXCLUDE)
     store = Store(cfg.database.path)
     kafka = ScriptedKafka()
     yield cfg, store, kafka
     store.close()
 
 
-class Clock:
-    """The sampler's request clock, moved by the test along with `now`."""
-
-    def __init__(self):
-        self.t = 0.0
-
-    def __call__(self):
-        return self.t
+from tests.helpers import Clock, make_config  # noqa: E402
 
 
 def sampler_at(cfg, store, kafka):

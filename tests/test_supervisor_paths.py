@@ -15,7 +15,8 @@ import pytest
 import yaml
 
 from lagmon import supervisor
-from tests.kafkatools import read_report, wait_for, write_config
+from testing.stages import write_config
+from testing.traffic import read_report, wait_for
 from tests.test_supervisord import STAGES, cmdlines, deploy, wait_running  # noqa: F401 (fixture)
 
 HOSTILE = "a b%s %(ENV_HOME)s 'q\" ü"

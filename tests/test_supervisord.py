@@ -25,15 +25,8 @@ import pytest
 
 from lagmon import supervisor
 from lagmon.store import Store
-from tests.kafkatools import (
-    LagConsumer,
-    SteadyProducer,
-    create_topic,
-    read_report,
-    unique,
-    wait_for,
-    write_config,
-)
+from testing.stages import write_config
+from testing.traffic import LagConsumer, SteadyProducer, create_topic, read_report, unique, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

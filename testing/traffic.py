@@ -1,25 +1,20 @@
-"""Tools for tests and benchmarks that drive a real Kafka broker and real lagmon stages.
+"""Kafka traffic and the truth to judge lagmon by, for tests, benchmarks and demos.
 
-Everything here is bounded in time and count, and talks only to loopback.
+Producers and consumers that make a group lag in a known way, the true lag of a group read
+straight from Kafka (Truth, TruthRecorder), and small tools around lagmon's report file.
+Everything here is bounded in time and count, and talks only to the given broker.
 """
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
 from pathlib import Path
 
 import orjson
-import yaml
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 def unique(prefix: str) -> str:
@@ -49,65 +44,19 @@ def create_topic(bootstrap: str, topic: str, partitions: int = 1, timeout: float
     raise TimeoutError(f"topic {topic} not ready within {timeout}s")
 
 
-def write_config(directory: Path, bootstrap: str, *, monitoring=None, exclude=None, kafka=None) -> Path:
-    """A lagmon config with short intervals for tests; returns its path."""
-    directory.mkdir(parents=True, exist_ok=True)
-    cfg = {
-        "kafka": {"bootstrap_servers": bootstrap, "request_timeout_seconds": 5, **(kafka or {})},
-        "monitoring": {
-            "sample_interval_seconds": 1,
-            "offline_sample_interval_seconds": 2,
-            "report_interval_seconds": 1,
-            "housekeeping_interval_seconds": 5,
-            "offline_detection_consecutive_samples": 3,
-            "recovering_minimum_duration_seconds": 2,
-            "online_lag_threshold_seconds": 5,
-            **(monitoring or {}),
-        },
-        "database": {"path": str(directory / "state.db")},
-        "output": {"json_path": str(directory / "lag.json")},
-        "exclude": exclude or {"topics": [], "groups": []},
-    }
-    path = directory / "config.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
-
-
-class StageProcess:
-    """One lagmon stage as a real OS process (`python -m processes.<stage>`)."""
-
-    def __init__(self, stage: str, config: Path, *, extra=(), env=None):
-        self.stage = stage
-        self.log_path = config.parent / f"{stage}.log"
-        self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", f"processes.{stage}", "--config", str(config), "--debug", *extra],
-            cwd=REPO,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **(env or {})},
-        )
-
-    def stop(self, timeout: float = 40.0) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self._log.close()
-        return self.proc.returncode
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-
 def read_report(path: Path) -> dict | None:
     try:
         return orjson.loads(path.read_bytes())
     except FileNotFoundError:
         return None
+
+
+def entry(report: dict | None, group: str, topic: str) -> dict | None:
+    """The consumers[] entry of (group, topic) in a lag report, or None."""
+    for c in (report or {}).get("consumers", []):
+        if c["group_id"] == group and c["topic"] == topic:
+            return c
+    return None
 
 
 def wait_for(predicate, timeout: float, interval: float = 0.25, what: str = "condition"):
@@ -261,7 +210,7 @@ class TruthRecorder(threading.Thread):
     def __init__(self, bootstrap: str, pairs, period: float = 0.2):
         super().__init__(daemon=True)
         self.truth = Truth(bootstrap)
-        self.pairs = list(pairs)
+        self.pairs: list[tuple[str, str]] = list(pairs)
         self.period = period
         self.samples: dict[tuple[str, str], list[tuple[float, float]]] = {p: [] for p in self.pairs}
         self.stop_event = threading.Event()
@@ -279,7 +228,7 @@ class TruthRecorder(threading.Thread):
             for pair in pairs:
                 t = time.time()
                 try:
-                    lag = self.truth.lag(*pair, now=t)
+                    lag = self.truth.lag(pair[0], pair[1], now=t)
                 except (KafkaException, TimeoutError, KeyError):
                     continue
                 with self.lock:
