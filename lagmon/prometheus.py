@@ -203,7 +203,10 @@ class _Series:
             for labels in sorted(samples, key=_sort_key):
                 lines.append(f"{family}{_label_text(labels)} {format_value(samples[labels])}")
         text = "\n".join(lines) + "\n" if lines else ""
-        return text.encode("utf-8", "replace")  # "replace": a lone surrogate must not break the file
+        try:
+            return text.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate (undecodable bytes in a name) becomes U+FFFD
+            return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace").encode("utf-8")
 
 
 def _sort_key(labels: Labels) -> tuple:
