@@ -1,8 +1,6 @@
-"""lagmon.prometheus (the textfile renderer), the deploy/ files, and a real node_exporter + Prometheus.
+"""lagmon.prometheus, the textfile renderer: format, escaping, families, determinism, atomic write.
 
-Tests marked `prometheus` need Debian's prometheus and prometheus-node-exporter packages;
-testing.prometheus installs them when missing (as root) and the tests FAIL, never skip,
-when that is impossible.
+promtool, the deploy/ files and a real node_exporter + Prometheus: tests/test_prometheus_real.py.
 """
 
 from __future__ import annotations
