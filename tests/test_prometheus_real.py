@@ -215,3 +215,57 @@ def test_real_node_exporter_and_prometheus(tools, tmp_path):
         # the report was generated an hour ago: pending until its `for` (5m) elapses
         old = next(rule for rule in rules if rule["name"] == "LagmonReportOld")
         assert old["state"] in ("pending", "firing"), old
+
+
+# ------------------------------------------------------------------ deploy/README.md stays true
+
+README = DEPLOY / "README.md"
+README_REPORT = {
+    "generated_at": "2026-02-18T12:00:00Z",
+    "consumers": [
+        {
+            "group_id": 'billing "eu"',
+            "topic": "payments",
+            "lag_seconds": 2460,
+            "lag_display": "41 minutes",
+            "worst_partition": 2,
+            "status": "online",
+            "data_resolution": "fine",
+            "partitions_monitored": 6,
+            "calculated_at": "2026-02-18T11:59:30Z",
+            "lag_lower_bound": False,
+            "offset_lag": 18240,
+            "worst_partition_offset_lag": 9100,
+            "catch_up_seconds": 615.0,
+            "messages_lost": 0,
+        }
+    ],
+    "monitor": {
+        "stale": False,
+        "stages": {
+            "sampler": {
+                "pid": 812,
+                "started_at": "2026-02-18T08:00:00Z",
+                "heartbeat_at": "2026-02-18T11:59:58Z",
+                "last_success": "2026-02-18T11:59:30Z",
+                "last_error": None,
+                "last_error_at": None,
+            }
+        },
+        "sampler": {"last_sample_duration_seconds": 0.42, "errors_total": 3},
+    },
+}
+
+
+def test_readme_lists_every_metric_and_alert():
+    text = README.read_text()
+    for family in prometheus.FAMILIES:
+        assert f"- `{family}" in text, family
+    for rule in yaml.safe_load(RULES.read_text())["groups"][0]["rules"]:
+        assert f"`{rule['alert']}`" in text, rule["alert"]
+
+
+def test_readme_example_is_real_output():
+    example = README.read_text().split("```text\n", 1)[1].split("```", 1)[0].splitlines()
+    rendered = render(README_REPORT).decode().splitlines()
+    assert len(example) > 20 and all(line in rendered for line in example), set(example) - set(rendered)
