@@ -408,7 +408,7 @@ def parse(text: str, source: str = "<config>") -> Config:
         _check_security(values["kafka"], errors, warnings)
         _check_librdkafka_duplicates(values["kafka"], warnings)
     if values["output"] is not None:
-        _check_output_paths(values["output"], errors)
+        _check_output_paths(values["output"], errors, warnings)
     _check_relative_paths(values, warnings)
     if errors:
         raise ConfigError(errors)
@@ -540,11 +540,17 @@ def _check_librdkafka_duplicates(k: dict[str, Any], warnings: list[str]) -> None
             warnings.append(f"kafka.librdkafka property {name!r} overrides kafka.{key}")
 
 
-def _check_output_paths(o: dict[str, Any], errors: list[str]) -> None:
+def _check_output_paths(o: dict[str, Any], errors: list[str], warnings: list[str]) -> None:
     json_path, prom_path = o["json_path"], o["prometheus_path"]
-    if isinstance(json_path, str) and isinstance(prom_path, str):
-        if os.path.realpath(json_path) == os.path.realpath(prom_path):
-            errors.append(_line("output.prometheus_path", "must differ from output.json_path", prom_path))
+    if not isinstance(prom_path, str):
+        return
+    if isinstance(json_path, str) and os.path.realpath(json_path) == os.path.realpath(prom_path):
+        errors.append(_line("output.prometheus_path", "must differ from output.json_path", prom_path))
+    elif not prom_path.endswith(".prom"):
+        warnings.append(
+            f"output.prometheus_path {prom_path!r} does not end in .prom: "
+            "node_exporter's textfile collector reads only *.prom files"
+        )
 
 
 def _check_relative_paths(values: dict[str, Any], warnings: list[str]) -> None:

@@ -759,3 +759,11 @@ def test_example_prometheus_keys_pass_when_uncommented(tmp):
     text = text.replace("  # prometheus_partitions: false", "  prometheus_partitions: true")
     cfg = config.parse(text)
     assert cfg.output.prometheus_path == f"{tmp}/lagmon.prom" and cfg.output.prometheus_partitions is True
+
+
+def test_prometheus_path_without_prom_suffix_warns(tmp):
+    cfg = load(tmp, {"output.prometheus_path": "{tmp}/lagmon.txt"})
+    assert cfg.warnings == (
+        f"output.prometheus_path '{tmp}/lagmon.txt' does not end in .prom: "
+        "node_exporter's textfile collector reads only *.prom files",
+    )
