@@ -87,6 +87,8 @@ class DatabaseSettings:
 @dataclass(frozen=True)
 class OutputSettings:
     json_path: str
+    prometheus_path: str | None = None  # Prometheus textfile (node_exporter's textfile collector)
+    prometheus_partitions: bool = False  # per-partition series in that file (cardinality)
 
 
 @dataclass(frozen=True)
@@ -188,6 +190,12 @@ def one_of(options: tuple[str, ...]) -> Callable[[Any], str]:
         return text
 
     return convert
+
+
+def boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise Invalid(f"must be true or false, not {_kind(value)}", value)
+    return value
 
 
 def optional(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
@@ -311,7 +319,14 @@ SCHEMA: dict[str, tuple[type, dict[str, Callable[[Any], Any]]]] = {
         },
     ),
     "database": (DatabaseSettings, {"path": file_in_existing_directory}),
-    "output": (OutputSettings, {"json_path": file_in_existing_directory}),
+    "output": (
+        OutputSettings,
+        {
+            "json_path": file_in_existing_directory,
+            "prometheus_path": optional(file_in_existing_directory),
+            "prometheus_partitions": boolean,
+        },
+    ),
     "exclude": (ExcludeSettings, {"topics": patterns, "groups": patterns}),
 }
 assert all([f.name for f in dataclasses.fields(cls)] == list(keys) for cls, keys in SCHEMA.values())
@@ -385,6 +400,8 @@ def parse(text: str, source: str = "<config>") -> Config:
     if values["kafka"] is not None:
         _check_security(values["kafka"], errors, warnings)
         _check_librdkafka_duplicates(values["kafka"], warnings)
+    if values["output"] is not None:
+        _check_output_paths(values["output"], errors, warnings)
     _check_relative_paths(values, warnings)
     if errors:
         raise ConfigError(errors)
@@ -516,8 +533,21 @@ def _check_librdkafka_duplicates(k: dict[str, Any], warnings: list[str]) -> None
             warnings.append(f"kafka.librdkafka property {name!r} overrides kafka.{key}")
 
 
+def _check_output_paths(o: dict[str, Any], errors: list[str], warnings: list[str]) -> None:
+    json_path, prom_path = o["json_path"], o["prometheus_path"]
+    if not isinstance(prom_path, str):
+        return
+    if isinstance(json_path, str) and os.path.realpath(json_path) == os.path.realpath(prom_path):
+        errors.append(_line("output.prometheus_path", "must differ from output.json_path", prom_path))
+    elif not prom_path.endswith(".prom"):
+        warnings.append(
+            f"output.prometheus_path {prom_path!r} does not end in .prom: "
+            "node_exporter's textfile collector reads only *.prom files"
+        )
+
+
 def _check_relative_paths(values: dict[str, Any], warnings: list[str]) -> None:
-    for section, key in (("database", "path"), ("output", "json_path")):
+    for section, key in (("database", "path"), ("output", "json_path"), ("output", "prometheus_path")):
         path = (values[section] or {}).get(key, _FAILED)
         if isinstance(path, str) and not os.path.isabs(path):
             warnings.append(

@@ -671,3 +671,99 @@ def test_cli_dispatch_table_has_run_and_status(tmp):
     args = cli.build_parser().parse_args(["run", "--config", "x.yaml", "--debug"])
     assert (args.command, args.config, args.debug) == ("run", "x.yaml", True)
     assert cli.build_parser().parse_args(["status", "--config", "y"]).debug is False
+
+
+# ------------------------------------------------------------------------------------ output.prometheus_*
+
+
+def test_prometheus_keys_default_to_off(tmp):
+    cfg = load(tmp)
+    assert cfg.output.prometheus_path is None and cfg.output.prometheus_partitions is False
+    assert config.masked(cfg)["output"] == {
+        "json_path": f"{tmp}/lag.json",
+        "prometheus_path": None,
+        "prometheus_partitions": False,
+    }
+
+
+def test_prometheus_keys_accepted(tmp):
+    cfg = load(tmp, {"output.prometheus_path": "{tmp}/lagmon.prom", "output.prometheus_partitions": True})
+    assert cfg.output.prometheus_path == f"{tmp}/lagmon.prom" and cfg.output.prometheus_partitions is True
+    assert cfg.warnings == ()
+
+
+@pytest.mark.parametrize(
+    "changes, expected",
+    [
+        pytest.param(
+            {"output.prometheus_path": "{tmp}/nope/lagmon.prom"},
+            "config error: output.prometheus_path: directory ",
+            id="dir-missing",
+        ),
+        pytest.param(
+            {"output.prometheus_path": "{tmp}"},
+            "config error: output.prometheus_path: must be a file path, not a directory",
+            id="is-directory",
+        ),
+        pytest.param(
+            {"output.prometheus_path": "{tmp}/lag.json"},
+            "config error: output.prometheus_path: must differ from output.json_path (got ",
+            id="equal-to-json-path",
+        ),
+        pytest.param(
+            {"output.prometheus_path": "{tmp}/./x/../lag.json"},
+            "config error: output.prometheus_path: must differ from output.json_path (got ",
+            id="same-file-other-spelling",
+        ),
+        pytest.param(
+            {"output.prometheus_path": 5},
+            "config error: output.prometheus_path: must be a string, not an integer",
+            id="not-string",
+        ),
+        pytest.param(
+            {"output.prometheus_partitions": "yes"},
+            "config error: output.prometheus_partitions: must be true or false, not a string (got 'yes')",
+            id="partitions-not-bool",
+        ),
+        pytest.param(
+            {"output.prometheus_partitions": 1},
+            "config error: output.prometheus_partitions: must be true or false, not an integer (got 1)",
+            id="partitions-int",
+        ),
+    ],
+)
+def test_prometheus_keys_rejected(tmp, capsys, changes, expected):
+    if "x/.." in str(changes.get("output.prometheus_path", "")):
+        (tmp / "x").mkdir()
+    path = write(tmp, build(changes, tmp))
+    assert cli.main(["check-config", "--config", path]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.splitlines()) == 1, err
+    assert err.startswith(expected), err
+
+
+def test_prometheus_path_relative_warns(tmp, monkeypatch):
+    monkeypatch.chdir(tmp)
+    cfg = load(tmp, {"output.prometheus_path": "lagmon.prom"})
+    assert any("output.prometheus_path 'lagmon.prom' is relative" in w for w in cfg.warnings)
+
+
+def test_example_documents_prometheus_keys():
+    text = EXAMPLE.read_text()
+    assert "# prometheus_path: " in text and "# prometheus_partitions: false" in text
+
+
+def test_example_prometheus_keys_pass_when_uncommented(tmp):
+    text = _example(tmp).replace("/var/lib/node_exporter/textfile/", f"{tmp}/")
+    text = text.replace("  # prometheus_path:", "  prometheus_path:")
+    text = text.replace("  # prometheus_partitions: false", "  prometheus_partitions: true")
+    cfg = config.parse(text)
+    assert cfg.output.prometheus_path == f"{tmp}/lagmon.prom" and cfg.output.prometheus_partitions is True
+
+
+def test_prometheus_path_without_prom_suffix_warns(tmp):
+    cfg = load(tmp, {"output.prometheus_path": "{tmp}/lagmon.txt"})
+    assert cfg.warnings == (
+        f"output.prometheus_path '{tmp}/lagmon.txt' does not end in .prom: "
+        "node_exporter's textfile collector reads only *.prom files",
+    )
