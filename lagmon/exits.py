@@ -5,6 +5,7 @@ way a configuration error is printed.
     1  EXIT_FAILED    a --once step failed; `lagmon status`: the data is stale
     2  EXIT_CONFIG    configuration or usage error (each error line printed on stderr)
     3  EXIT_DATABASE  the SQLite file is missing, unusable or not lagmon's
+    4  EXIT_LOCKED    another copy of the stage (or another supervisord) already runs on this database
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_CONFIG = 2
 EXIT_DATABASE = 3
+EXIT_LOCKED = 4
 
 
 def config_error(exc: Exception, stream: TextIO | None = None) -> int:

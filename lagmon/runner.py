@@ -1,0 +1,124 @@
+"""`lagmon run`'s parent process: supervisord in the foreground, watched.
+
+supervisord alone keeps running with every stage FATAL and exits 0 on SIGTERM, so an
+operator's process manager would see a healthy `lagmon run` that monitors nothing. This
+parent starts supervisord as its child, forwards SIGTERM/SIGINT/SIGHUP to it, and every
+second asks it (XML-RPC over its unix socket) for the stages' states. When a stage is FATAL,
+lagmon cannot heal itself: it stops supervisord and exits with that stage's exit code
+(2 config, 3 database, 4 another copy running), so the failure is loud. supervisord gets
+SIGTERM from the kernel if this parent dies (PR_SET_PDEATHSIG), and each stage watches its own
+parent the same way, so no process outlives its supervisor.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import xmlrpc.client
+from collections.abc import Sequence
+
+from lagmon import exits, instance
+
+POLL_SECONDS = 1.0
+STOP_TIMEOUT = 90.0  # supervisord's stopwaitsecs (30 s) per stage, stopped in parallel, plus margin
+
+
+def socket_owner(sock_path: str, pid_path: str) -> int | None:
+    """The pid of a live supervisord answering on sock_path, or None (no socket, or stale)."""
+    if not os.path.exists(sock_path):
+        return None
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(2.0)
+    try:
+        probe.connect(sock_path)
+    except OSError:
+        return None  # stale: supervisord unlinks it and binds anew
+    finally:
+        probe.close()
+    try:
+        with open(pid_path, encoding="ascii") as fh:
+            return int(fh.read().strip() or 0) or -1
+    except (OSError, ValueError):
+        return -1
+
+
+def _proxy(sock_path: str):
+    from supervisor.xmlrpc import SupervisorTransport
+
+    transport = SupervisorTransport(serverurl=f"unix://{sock_path}")
+    return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
+
+
+def fatal_stages(sock_path: str) -> dict[str, int] | None:
+    """stage -> last exit status of each FATAL stage; None while supervisord does not answer."""
+    try:
+        infos = _proxy(sock_path).supervisor.getAllProcessInfo()
+    except (OSError, xmlrpc.client.Error):
+        return None
+    return {i["name"]: int(i.get("exitstatus") or 0) for i in infos if i.get("statename") == "FATAL"}
+
+
+def exit_code_for(fatal: dict[str, int]) -> int:
+    """The documented code of the most telling failure among FATAL stages."""
+    codes = set(fatal.values())
+    for code in (exits.EXIT_CONFIG, exits.EXIT_DATABASE, exits.EXIT_LOCKED):
+        if code in codes:
+            return code
+    return exits.EXIT_FAILED
+
+
+def _pdeathsig() -> None:  # runs in the child between fork and exec
+    instance._set_parent_death_signal(signal.SIGTERM)
+
+
+def supervise(conf: str, sock_path: str, *, argv: Sequence[str] | None = None) -> int:
+    """Run supervisord -n -c conf until it exits or a stage is FATAL; the exit code."""
+    cmd = list(argv or [sys.executable, "-m", "supervisor.supervisord", "-n", "-c", conf])
+    child = subprocess.Popen(cmd, preexec_fn=_pdeathsig)  # noqa: PLW1509 (only a prctl call)
+    stopping: list[int] = []
+
+    def forward(signum: int, _frame: object) -> None:
+        stopping.append(signum)
+        with contextlib.suppress(ProcessLookupError):
+            child.send_signal(signal.SIGTERM if signum == signal.SIGHUP else signum)
+
+    old = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    try:
+        while True:
+            try:
+                rc = child.wait(POLL_SECONDS)
+            except subprocess.TimeoutExpired:
+                rc = None
+            if rc is not None:
+                if stopping:
+                    return exits.EXIT_OK if rc in (0, -signal.SIGTERM, -signal.SIGINT) else exits.EXIT_FAILED
+                print(f"lagmon: supervisord exited unexpectedly (status {rc})", file=sys.stderr)
+                return exits.EXIT_FAILED
+            if stopping:
+                continue
+            fatal = fatal_stages(sock_path)
+            if fatal:
+                code = exit_code_for(fatal)
+                names = ", ".join(f"{s} (exit {c})" for s, c in sorted(fatal.items()))
+                print(
+                    f"lagmon: {names} could not start and supervisord gave up (FATAL); see the stage logs. "
+                    f"Stopping everything, exit {code}",
+                    file=sys.stderr,
+                )
+                child.send_signal(signal.SIGTERM)
+                try:
+                    child.wait(STOP_TIMEOUT)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+                    child.wait(10)
+                return code
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+        if child.poll() is None:  # an exception above: never leave supervisord behind
+            child.kill()
+            child.wait(10)
