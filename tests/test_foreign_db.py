@@ -89,6 +89,12 @@ def foreign_schema_version_only(conn):
     conn.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
 
 
+def foreign_wal_mode(conn):
+    """Another application's database already in WAL mode, with its own schema_version."""
+    conn.execute("PRAGMA journal_mode = WAL")
+    foreign_own_schema_version(conn)
+
+
 def make_db(path: Path, build) -> None:
     conn = sqlite3.connect(path)
     build(conn)
@@ -104,8 +110,15 @@ def make_db(path: Path, build) -> None:
         foreign_lagmon_names_other_id,
         foreign_lagmon_tables_plus_one,
         foreign_schema_version_only,
+        foreign_wal_mode,
     ],
-    ids=["own-schema_version", "lagmon-names-other-id", "lagmon-tables-plus-one", "schema_version-only"],
+    ids=[
+        "own-schema_version",
+        "lagmon-names-other-id",
+        "lagmon-tables-plus-one",
+        "schema_version-only",
+        "wal-mode",
+    ],
 )
 def test_foreign_database_is_refused_by_status_and_every_stage_and_left_byte_for_byte(tmp_path, build):
     cfg = write_config(tmp_path, fast=False, monitoring=MONITORING)
@@ -113,7 +126,8 @@ def test_foreign_database_is_refused_by_status_and_every_stage_and_left_byte_for
     make_db(db, build)
     before = sha256(db)
     header = db.read_bytes()[:100]
-    assert header[18:20] == b"\x01\x01"  # a rollback-journal file
+    # a rollback-journal file (1, 1), or WAL (2, 2): lagmon switched the first kind to WAL
+    assert header[18:20] == (b"\x02\x02" if build is foreign_wal_mode else b"\x01\x01")
 
     out = status(cfg)
     assert out.returncode == 3, out.stdout + out.stderr
