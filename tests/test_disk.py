@@ -207,3 +207,23 @@ def test_write_report_on_a_full_disk_names_the_file_not_the_temp_file(small_disk
     assert messages == {f"cannot write {path}: No space left on device (ENOSPC)"}
     assert path.read_bytes() == before
     assert sorted(p.name for p in mnt.iterdir()) == ["filler", "lag.json"]  # no temp file left
+
+
+def test_a_stage_started_on_a_full_disk_says_the_disk_is_full(small_disk):
+    """Its -shm cannot be made: exit 3 naming the full disk, not only "disk I/O error"."""
+    mnt, _ = small_disk
+    cfg = write_config(mnt)
+    db = mnt / "state.db"
+    seed(db)
+    fill(mnt)
+    before = db.read_bytes()
+    out = subprocess.run(
+        [sys.executable, "-m", "processes.housekeeper", "--config", str(cfg), "--once"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 3, out.stdout + out.stderr
+    assert f"database {db}: cannot use: the disk holding {mnt} is full" in out.stderr, out.stderr
+    assert db.read_bytes() == before

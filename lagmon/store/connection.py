@@ -46,6 +46,13 @@ def _uri(path: str, **params: object) -> str:
     return f"file:{urllib.parse.quote(os.path.abspath(path))}?{query}"
 
 
+def _disk_full(directory: str) -> bool:
+    try:
+        return os.statvfs(directory).f_bavail == 0
+    except OSError:
+        return False
+
+
 def _errorname(exc: BaseException) -> str:
     return str(getattr(exc, "sqlite_errorname", "") or "")
 
@@ -175,7 +182,7 @@ class Database:
                     f"database {path}: {what}: {' and '.join(side)} cannot be written by this user "
                     f"(uid {os.getuid()}); SQLite's WAL mode needs them writable ({exc})"
                 )
-        if name == "SQLITE_FULL":
+        if name == "SQLITE_FULL" or (name.startswith("SQLITE_IOERR") and _disk_full(directory)):
             return f"database {path}: {what}: the disk holding {directory} is full ({exc})"
         return f"database {path}: {what}: {exc}"
 
