@@ -140,20 +140,33 @@ def _stage_table(stages: dict, now: float) -> str:
             rows.append([name, "-", "never", "never", ""])
             continue
         error = ""
-        if s.last_error and (s.last_success is None or (s.last_error_at or 0) > s.last_success):
+        if s.last_error and _current_error(s):
             error = f"{printable(s.last_error)} ({_age(now, s.last_error_at)})"
         rows.append([name, str(s.pid), _age(now, s.last_success), _age(now, s.heartbeat_at), error])
     return _table(rows, right=frozenset({1, 2, 3}))
 
 
-def _headline(rows: list[report.ConsumerRow], monitor: dict) -> str:
-    """The first lines: STALE and why when the sampler is behind, then the worst lag."""
+def _current_error(s: Any) -> bool:
+    """The stage's last error is newer than its last success (the store keeps old errors)."""
+    return s.last_success is None or (s.last_error_at or 0) > s.last_success
+
+
+def _headline(rows: list[report.ConsumerRow], monitor: dict, stages: dict, now: float) -> str:
+    """The first lines: STALE and why when the sampler is behind, REPORTER FAILING when
+    lag.json cannot be written (lag.json cannot say so itself), then the worst lag."""
     lines = []
     if monitor.get("stale"):
         reason = monitor.get("stale_reason", "the sampler has not completed a recent sample")
         lines += [
             f"STALE: {printable(reason)}",
             "       the lags below are computed from the last samples taken and may be out of date",
+        ]
+    reporter = stages.get("reporter")
+    if reporter is not None and reporter.last_error and _current_error(reporter):
+        lines += [
+            f"REPORTER FAILING: {printable(reporter.last_error)}",
+            "       lag.json is not being rewritten; its generated_at says when it last was"
+            f" (the reporter's last success: {_age(now, reporter.last_success)})",
         ]
     if rows:
         worst = max(rows, key=lambda r: (r.lag_seconds, r.group_id, r.topic))
@@ -165,12 +178,14 @@ def _headline(rows: list[report.ConsumerRow], monitor: dict) -> str:
 
 
 def _open_store(path: str) -> Any:
-    """The existing lagmon database at path (never created), or None after printing why not."""
+    """The existing lagmon database at path, opened read-only (never created, migrated or
+    written, so status works on a full disk and in a directory it cannot write), or None
+    after printing why not."""
     if not os.path.exists(path):
         database_error(f"{path}: does not exist (has the sampler run yet?)")
         return None
     try:
-        return Store(path, create=False)
+        return Store(path, create=False, readonly=True)
     except StoreError as exc:
         database_error(exc)
         return None
@@ -192,7 +207,7 @@ def status(args: argparse.Namespace) -> int:
     finally:
         store.close()
     monitor = report.build_monitor(stages, now=now, sample_interval=cfg.monitoring.sample_interval_seconds)
-    headline = _headline(rows, monitor)
+    headline = _headline(rows, monitor, stages, now)
     if headline:
         print(headline)
         print()

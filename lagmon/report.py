@@ -255,7 +255,26 @@ def dumps_report(report: dict) -> bytes:
     return orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
 
 
+class ReportWriteError(OSError):
+    """The report file could not be written (a full disk, a directory it may not write): the
+    old file is left as it was. Its text names the file and the cause, never the random temp
+    file's name, so that one outage reads the same at every attempt; ``kind`` is the errno
+    name (ENOSPC), which is what makes repeats of it one outage (stages.runtime)."""
+
+    def __init__(self, path: str, cause: OSError):
+        super().__init__(cause.errno, cause.strerror or str(cause))
+        self.path = path
+        self.kind = errno.errorcode.get(cause.errno or 0, type(cause).__name__)
+
+    def __str__(self) -> str:
+        return f"cannot write {self.path}: {self.strerror} ({self.kind})"
+
+
 def write_report(path: str, report: dict) -> None:
     """Serialize with orjson, then write_atomic (nothing is written if
-    serialization fails)."""
-    write_atomic(path, dumps_report(report))
+    serialization fails). Raises ReportWriteError when the file cannot be written."""
+    data = dumps_report(report)
+    try:
+        write_atomic(path, data)
+    except OSError as exc:
+        raise ReportWriteError(os.fspath(path), exc) from exc

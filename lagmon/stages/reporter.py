@@ -22,6 +22,7 @@ class Reporter:
         self.store = store
         self.log = log or logging.getLogger("lagmon.reporter")
         self.stale = False  # logged once per stale period, not at every report
+        self.write_failing_since: float | None = None  # when lag.json last became unwritable
 
     def rows(self, now: float) -> list[report.ConsumerRow]:
         """One row per group/topic the sampler has a status for. Its lag comes from the summary
@@ -62,9 +63,24 @@ class Reporter:
             self.store.stage_states(), now=now, sample_interval=self.cfg.monitoring.sample_interval_seconds
         )
         started = time.perf_counter()
-        report.write_report(
-            self.cfg.output.json_path, report.build_report(rows, generated_at=now, monitor=monitor)
-        )
+        try:
+            report.write_report(
+                self.cfg.output.json_path, report.build_report(rows, generated_at=now, monitor=monitor)
+            )
+        except report.ReportWriteError:
+            # Raised on: the runtime logs it once per outage (its text and kind are the same at
+            # every attempt), records it as the reporter's last_error (lagmon status shows it,
+            # lag.json cannot) and retries with backoff up to the report interval.
+            if self.write_failing_since is None:
+                self.write_failing_since = now
+            raise
+        if self.write_failing_since is not None:
+            self.log.info(
+                "wrote %s again, after %.0f s in which it could not be written",
+                self.cfg.output.json_path,
+                now - self.write_failing_since,
+            )
+            self.write_failing_since = None
         self.log.debug(
             "wrote %d consumers to %s in %.3fs",
             len(rows),

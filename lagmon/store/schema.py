@@ -4,7 +4,14 @@
 transaction together with its ``schema_version`` record (``Store._migrate``).
 """
 
+import re
+
 SCHEMA_VERSION = 4
+
+# PRAGMA application_id of a lagmon database: the bytes "LAGM" (header offset 68), set when
+# lagmon creates the file, and at the first write of a lagmon database made before it had one
+# (application_id 0 and exactly lagmon's tables, TABLES_AT). `file(1)` prints it.
+APPLICATION_ID = 0x4C41474D
 
 SCHEMA_VERSION_TABLE = "CREATE TABLE schema_version(version INTEGER NOT NULL)"
 PARTITION_OFFSETS_TABLE = """CREATE TABLE partition_offsets(
@@ -91,3 +98,20 @@ TEMP_TABLES = (
     """CREATE TEMP TABLE IF NOT EXISTS want_pairs(group_id TEXT, topic TEXT,
         PRIMARY KEY(group_id, topic)) WITHOUT ROWID""",
 )
+
+
+def tables_at(version: int) -> frozenset[str]:
+    """The tables (sqlite_* excluded) of a lagmon database at schema ``version``, from the
+    migrations' CREATE, DROP and RENAME statements: how a lagmon database made before
+    APPLICATION_ID is told from another application's."""
+    tables: set[str] = set()
+    for stmts in MIGRATIONS[:version]:
+        for stmt in stmts:
+            if m := re.match(r"\s*CREATE TABLE (\w+)", stmt):
+                tables.add(m.group(1))
+            elif m := re.match(r"\s*DROP TABLE (\w+)", stmt):
+                tables.discard(m.group(1))
+            elif m := re.match(r"\s*ALTER TABLE (\w+) RENAME TO (\w+)", stmt):
+                tables.discard(m.group(1))
+                tables.add(m.group(2))
+    return frozenset(tables)
