@@ -22,7 +22,7 @@ import contextlib
 import datetime as dt
 import gc
 import os
-import shutil
+import re
 import signal
 import subprocess
 import sys
@@ -125,8 +125,8 @@ def explain(role: str, elapsed: float) -> str:
                 f"stopped at {clock(STOP_AT)}, lag grows, sampled every 10 s; resumes at {clock(RESUME_AT)}"
             )
         return (
-            f"resumed at {clock(RESUME_AT)} reading {CATCH_UP / RATE:g}x as fast as messages are written: "
-            "RECOVERING, then ONLINE once its lag is under 10 s for 10 s"
+            f"resumed at {clock(RESUME_AT)}, reading {CATCH_UP / RATE:g}x the write rate: "
+            "RECOVERING, ONLINE once lag < 10 s for 10 s"
         )
     if role == "burst":
         if elapsed < BURST_AT:
@@ -181,6 +181,18 @@ def format_table(table: list[list[str]], colour: bool = False) -> list[str]:
             cells.append(text)
         lines.append("  ".join(cells).rstrip())
     return lines
+
+
+def clip(line: str, width: int) -> str:
+    """line cut to `width` visible characters (colour sequences take no room), so it never wraps."""
+    out, shown = [], 0
+    for part in re.split(r"(\x1b\[[0-9;]*m)", line):
+        if part.startswith("\x1b["):
+            out.append(part)
+        elif shown < width:
+            out.append(part[: width - shown])
+            shown += min(len(part), width - shown)
+    return "".join(out) + ("\x1b[0m" if "\x1b[" in line else "")
 
 
 def alive(pid: int) -> bool:
@@ -421,8 +433,11 @@ class Demo:
 
     def draw(self, lines: list[str]) -> None:
         if self.tty:
-            width = shutil.get_terminal_size((160, 50)).columns
-            out = "\x1b[H" + "".join(line[: width + 20] + "\x1b[K\n" for line in lines) + "\x1b[J"
+            try:  # the terminal itself, not $COLUMNS (which a parent may have left stale)
+                width = os.get_terminal_size(sys.stdout.fileno()).columns
+            except OSError:
+                width = 160
+            out = "\x1b[H" + "".join(clip(line, width) + "\x1b[K\n" for line in lines) + "\x1b[J"
         else:
             out = f"--- {time.strftime('%H:%M:%S')}\n" + "\n".join(lines) + "\n"
         sys.stdout.write(out)
