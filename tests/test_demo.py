@@ -240,3 +240,51 @@ def test_demo_under_tmux_shows_every_state_and_ctrl_c_leaves_nothing(tmp_path):
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+@pytest.mark.kafka
+@pytest.mark.supervisord
+def test_sigterm_on_a_given_broker_stops_everything_and_deletes_the_demo_topics(tmp_path, kafka_bootstrap):
+    """--bootstrap (the shared test broker): no broker of its own; SIGTERM stops the rest, and the
+    demo's topics and groups are deleted from a broker it did not start."""
+    from testing.traffic import admin, read_report
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "testing.demo", "--bootstrap", kafka_bootstrap, "--dir", str(tmp_path)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        report = None
+        while time.monotonic() < deadline and proc.poll() is None:
+            report = read_report(tmp_path / "lag.json")
+            stages = ((report or {}).get("monitor") or {}).get("stages") or {}
+            if report and report["consumers"] and all(s in stages for s in demo.STAGES):
+                break
+            time.sleep(0.5)
+        else:
+            pytest.fail(f"no lag.json with demo groups within 90 s: {report}")
+        assert report is not None
+        prefixes = {c["group_id"].rsplit("-", 1)[0] for c in report["consumers"]}
+        assert len(prefixes) == 1 and prefixes.pop().startswith("demo-")  # only the demo's groups
+        assert ours(tmp_path)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=STOP_TIMEOUT)
+        assert proc.returncode == 0, out
+        assert "stopping (SIGTERM)" in out and "nothing left running" in out
+        assert not ours(tmp_path), ours(tmp_path)
+        prefix = report["consumers"][0]["topic"].rsplit("-", 1)[0] + "-"
+        topics = admin(kafka_bootstrap).list_topics(timeout=10).topics
+        assert not [t for t in topics if t.startswith(prefix)]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        for pid in ours(tmp_path):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
