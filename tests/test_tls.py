@@ -27,12 +27,10 @@ from testing.tls import Certs, make_certs
 from testing.traffic import LagConsumer, SteadyProducer, create_topic, entry, read_report, unique, wait_for
 from tests.test_faults import log_records, loud
 
-pytestmark = pytest.mark.kafka
-
 HOST = "127.0.0.1"
-MAIN_PORTS = {"port": 29192, "sasl_port": 29193, "controller_port": 29194}
+PORT, SASL_PORT, CONTROLLER_PORT = 29192, 29193, 29194
 SSL_PORT, SASL_SSL_PORT = 29195, 29196
-EXPIRED_PORTS = {"port": 29197, "sasl_port": None, "controller_port": 29198}
+EXPIRED_PORT, EXPIRED_CONTROLLER_PORT = 29197, 29198
 EXPIRED_SSL_PORT = 29199
 START_TIMEOUT_NOTE = "a first start may fetch the jars with Maven"
 TMP = Path(os.environ.get("TMPDIR") or "/tmp")
@@ -63,7 +61,7 @@ def certs(tmp_path_factory) -> Certs:
 @pytest.fixture(scope="session")
 def tls_broker(certs):
     tls = TlsListeners(certs.keystore, certs.password, SSL_PORT, SASL_SSL_PORT, truststore=certs.truststore)
-    broker = Broker(**MAIN_PORTS, workdir=_workdir(MAIN_PORTS["port"]), tls=tls)
+    broker = Broker(PORT, SASL_PORT, CONTROLLER_PORT, workdir=_workdir(PORT), tls=tls)
     started = time.monotonic()
     _start(broker)
     # Ready means PLAINTEXT answers; a fresh JVM's first TLS handshakes can take seconds more
@@ -124,7 +122,8 @@ def descendants_argv(pid: int) -> list[str]:
             except (OSError, IndexError, ValueError):
                 continue
             children.setdefault(ppid, []).append(int(d.name))
-    out, todo = [], [pid]
+    out: list[str] = []
+    todo = [pid]
     while todo and len(out) < 100:
         p = todo.pop()
         try:
@@ -186,6 +185,7 @@ def assert_no_secret(stages: Stages, secrets: list[str]) -> None:
 # ----------------------------------------------------------------------------- end to end
 
 
+@pytest.mark.kafka
 @pytest.mark.parametrize("protocol", ["SSL", "SASL_SSL"])
 def test_tls_end_to_end(tls_broker, certs, tmp_path, protocol):
     """SSL, and SASL_SSL with SCRAM-SHA-512, with hostname verification on: a real group's
@@ -222,7 +222,8 @@ def test_tls_end_to_end(tls_broker, certs, tmp_path, protocol):
     assert codes == (0, 0), stages.sampler.log()[-3000:]
     assert 2 <= e["lag_seconds"] <= 20, e
     assert e["partitions_monitored"] == 2, e
-    assert report is not None and sampler_error(report) is None, report.get("monitor")
+    assert report is not None, "no lag.json"
+    assert sampler_error(report) is None, report.get("monitor")
     loud_failures = loud(log_records(stages.sampler.log()), r"\bfail|\berror|\bssl\b|\bcertificate")
     assert loud_failures == [], loud_failures
     assert_no_secret(stages, [USERS["lagmon"], certs.password, *key_material(certs)])
@@ -256,6 +257,7 @@ def _one_clear_line(stages: Stages, bootstrap: str, cause: str, headline: str, s
     assert_no_secret(stages, secrets)
 
 
+@pytest.mark.kafka
 def test_wrong_ca(tls_broker, certs, tmp_path):
     stages = Stages(tmp_path, tls_broker.ssl_bootstrap, ssl_kafka(certs, certs.other_ca_pem))
     _one_clear_line(
@@ -268,6 +270,7 @@ def test_wrong_ca(tls_broker, certs, tmp_path):
     assert "certificate verify failed: self-signed certificate in certificate chain" in stages.sampler.log()
 
 
+@pytest.mark.kafka
 def test_wrong_scram_password(tls_broker, certs, tmp_path):
     password = unique("Wr0ngScram")
     stages = Stages(tmp_path, tls_broker.sasl_ssl_bootstrap, scram_kafka(certs, password))
@@ -281,11 +284,12 @@ def test_wrong_scram_password(tls_broker, certs, tmp_path):
     assert "SCRAM-SHA-512" in stages.sampler.log()
 
 
+@pytest.mark.kafka
 def test_expired_broker_certificate(tls_broker, certs, tmp_path):
     """A second, short-lived broker serving a certificate that expired in 2020 (signed by the
     right CA, right names)."""
     tls = TlsListeners(certs.expired_keystore, certs.password, ssl_port=EXPIRED_SSL_PORT)
-    broker = Broker(**EXPIRED_PORTS, workdir=_workdir(EXPIRED_PORTS["port"]), tls=tls)  # type: ignore[arg-type]
+    broker = Broker(EXPIRED_PORT, None, EXPIRED_CONTROLLER_PORT, workdir=_workdir(EXPIRED_PORT), tls=tls)
     _start(broker)
     try:
         stages = Stages(tmp_path, broker.ssl_bootstrap, ssl_kafka(certs))
@@ -298,3 +302,43 @@ def test_expired_broker_certificate(tls_broker, certs, tmp_path):
         )
     finally:
         broker.stop()
+
+
+# ----------------------------------------------------------------------------- the messages alone
+
+
+def test_sasl_failure_text_names_mechanism_and_user():
+    from confluent_kafka import KafkaError
+
+    from lagmon.kafka.errors import auth_failure_text
+
+    err = KafkaError(
+        KafkaError._AUTHENTICATION,
+        "sasl_ssl://h:1/bootstrap: SASL authentication error: x (after 3ms in state AUTH_REQ)",
+    )
+    props = {"security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512", "sasl.username": "u"}
+    text = auth_failure_text(err, bootstrap="h:1", props=props, what="listing topics", timeout=5)
+    assert text == (
+        "kafka authentication failed at h:1 (security.protocol SASL_SSL, sasl.mechanism SCRAM-SHA-512, "
+        "user 'u') while listing topics: sasl_ssl://h:1/bootstrap: SASL authentication error: x"
+    )
+
+
+def test_tls_failure_other_than_verification_makes_no_probe(monkeypatch):
+    import socket
+
+    from confluent_kafka import KafkaError
+
+    from lagmon.kafka.errors import auth_failure_text
+
+    def no_connect(*args, **kwargs):
+        raise AssertionError("no diagnostic handshake for an error that is no verification failure")
+
+    monkeypatch.setattr(socket, "create_connection", no_connect)
+    err = KafkaError(KafkaError._SSL, "ssl://127.0.0.1:9/bootstrap: SSL handshake failed: Disconnected")
+    props = {"security.protocol": "SSL"}
+    text = auth_failure_text(err, bootstrap="127.0.0.1:9", props=props, what="listing topics", timeout=5)
+    assert text == (
+        "kafka TLS handshake failed at 127.0.0.1:9 (security.protocol SSL, CA the system CAs) "
+        "while listing topics: SSL handshake failed: Disconnected"
+    )
