@@ -8,6 +8,12 @@
 
 Listeners (all on 127.0.0.1): PLAINTEXT on `port`; SASL_PLAINTEXT on `sasl_port` with users
 admin/admin-secret and lagmon/lagmon-secret; CONTROLLER on `controller_port`.
+Optional TLS listeners (testing.tls makes the certificates), given a `tls=TlsListeners(...)`:
+SSL on its `ssl_port` and SASL_SSL (mechanism SCRAM-SHA-512) on its `sasl_ssl_port`, both
+serving the PKCS12 `keystore`; the SCRAM users (`scram_users`, default the USERS above) are
+written into the metadata log when the storage is formatted (`StorageTool format
+--add-scram`, Kafka 3.5+), so they exist from the broker's first answer.
+    broker.ssl_bootstrap / broker.sasl_ssl_bootstrap    # "127.0.0.1:<port>"
 Data, log and pid files live in `workdir` (default ${TMPDIR:-/tmp}/lagmon-kafka-<port>).
 `stop()` deletes the data directory and `start()` formats a fresh one, unless keep_data=True:
 then stop leaves it and start reuses an already formatted one (same cluster id, topics and
@@ -26,6 +32,7 @@ import signal
 import subprocess
 import time
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from testing.fetch import Failure, check_java, fetch, log, major
@@ -38,6 +45,21 @@ STOP_TIMEOUT = 30.0  # seconds between SIGTERM and SIGKILL
 FORMAT_TIMEOUT = 120.0  # seconds for kafka.tools.StorageTool format
 HEAP = "-Xmx512m"
 OFFSETS_PARTITIONS = 4  # __consumer_offsets partitions: few, so the coordinator loads fast
+
+
+@dataclass(frozen=True)
+class TlsListeners:
+    """The optional TLS listeners of a Broker (None: that listener is not opened)."""
+
+    keystore: Path | str  # PKCS12 with the broker's key and certificate chain
+    password: str  # the keystore's (and truststore's) password
+    ssl_port: int | None = None
+    sasl_ssl_port: int | None = None  # SASL_SSL with SCRAM-SHA-512
+    truststore: Path | str | None = None  # PKCS12; only needed to verify client certificates
+    scram_users: dict[str, str] = field(default_factory=lambda: dict(USERS))
+
+    def ports(self) -> list[int]:
+        return [p for p in (self.ssl_port, self.sasl_ssl_port) if p is not None]
 
 
 def default_version() -> str:
@@ -55,12 +77,14 @@ class Broker:
     def __init__(
         self,
         port: int = 19092,
-        sasl_port: int = 19093,
+        sasl_port: int | None = 19093,  # None: no SASL_PLAINTEXT listener
         controller_port: int = 19094,
         workdir: Path | str | None = None,
         version: str | None = None,
+        tls: TlsListeners | None = None,
     ):
         self.port, self.sasl_port, self.controller_port = port, sasl_port, controller_port
+        self.tls = tls
         self.version = version or default_version()
         major(self.version)  # a bad version fails here, before anything is touched
         self.workdir = Path(workdir or default_workdir(port)).expanduser().resolve()
@@ -74,6 +98,18 @@ class Broker:
     @property
     def sasl_bootstrap(self) -> str:
         return f"{HOST}:{self.sasl_port}"
+
+    @property
+    def ssl_bootstrap(self) -> str:
+        if self.tls is None or self.tls.ssl_port is None:
+            raise Failure("this broker has no SSL listener (no tls= with an ssl_port)")
+        return f"{HOST}:{self.tls.ssl_port}"
+
+    @property
+    def sasl_ssl_bootstrap(self) -> str:
+        if self.tls is None or self.tls.sasl_ssl_port is None:
+            raise Failure("this broker has no SASL_SSL listener (no tls= with a sasl_ssl_port)")
+        return f"{HOST}:{self.tls.sasl_ssl_port}"
 
     @property
     def pid(self) -> int | None:
@@ -110,7 +146,8 @@ class Broker:
                 f"broker pid {pid} is running but does not answer on {self.bootstrap}; "
                 f"run `stop` first. Log tail:\n{log_tail(workdir)}"
             )
-        for p in (port, self.sasl_port, self.controller_port):
+        ports = (port, self.sasl_port, self.controller_port, *(self.tls.ports() if self.tls else []))
+        for p in [p for p in ports if p is not None]:
             if port_open(p, timeout=0.5):
                 raise Failure(f"port {HOST}:{p} is already in use by a process not started from {workdir}")
 
@@ -122,7 +159,13 @@ class Broker:
             shutil.rmtree(data, ignore_errors=True)
             data.mkdir(parents=True)
         props = workdir / "server.properties"
-        props.write_text(server_properties(workdir, port, self.sasl_port, self.controller_port))
+        text = server_properties(workdir, port, self.sasl_port or 0, self.controller_port)
+        if self.sasl_port is None:
+            text = without_sasl_plaintext(text)
+        if self.tls is not None:
+            text = tls_properties(text, self.tls)
+        props.write_text(text)
+        props.chmod(0o600)  # it may hold the keystore password
         jvm = [
             java,
             HEAP,
@@ -204,6 +247,11 @@ class Broker:
 
     def _format(self, jvm: list[str], props: Path) -> None:
         fmt = jvm + ["kafka.tools.StorageTool", "format", "-t", random_cluster_id(), "-c", str(props)]
+        if self.tls is not None and self.tls.sasl_ssl_port is not None:
+            if major(self.version) == 3 and int(self.version.split(".")[1]) < 5:
+                raise Failure(f"SCRAM users at format time need Kafka 3.5+ (this is {self.version})", 2)
+            for user, password in self.tls.scram_users.items():
+                fmt += ["--add-scram", f"SCRAM-SHA-512=[name={user},password={password}]"]
         try:
             out = subprocess.run(fmt, check=False, capture_output=True, text=True, timeout=FORMAT_TIMEOUT)
         except subprocess.TimeoutExpired as exc:
@@ -259,6 +307,42 @@ def server_properties(workdir: Path, port: int, sasl_port: int, controller_port:
         "num.network.threads": "2",
         "num.io.threads": "4",
     }
+    return "".join(f"{k}={v}\n" for k, v in props.items())
+
+
+def without_sasl_plaintext(text: str) -> str:
+    """server_properties' text without its SASL_PLAINTEXT listener."""
+    props = dict(line.split("=", 1) for line in text.splitlines() if line)
+    for key in ("listeners", "advertised.listeners", "listener.security.protocol.map"):
+        props[key] = ",".join(e for e in props[key].split(",") if not e.startswith("SASL_PLAINTEXT"))
+    for key in [k for k in props if k.startswith("listener.name.sasl_plaintext.") or k.startswith("sasl.")]:
+        del props[key]
+    return "".join(f"{k}={v}\n" for k, v in props.items())
+
+
+def tls_properties(text: str, tls: TlsListeners) -> str:
+    """server_properties' text with the SSL and SASL_SSL listeners of `tls` added."""
+    props = dict(line.split("=", 1) for line in text.splitlines() if line)
+    names = [("SSL", tls.ssl_port), ("SASL_SSL", tls.sasl_ssl_port)]
+    extra = [f"{name}://{HOST}:{p}" for name, p in names if p is not None]
+    props["listeners"] += "".join(f",{e}" for e in extra)
+    props["advertised.listeners"] += "".join(f",{e}" for e in extra)
+    props["listener.security.protocol.map"] += "".join(f",{n}:{n}" for n, p in names if p is not None)
+    props["ssl.keystore.type"] = "PKCS12"
+    props["ssl.keystore.location"] = str(Path(tls.keystore).resolve())
+    props["ssl.keystore.password"] = tls.password
+    props["ssl.key.password"] = tls.password
+    if tls.truststore is not None:
+        props["ssl.truststore.type"] = "PKCS12"
+        props["ssl.truststore.location"] = str(Path(tls.truststore).resolve())
+        props["ssl.truststore.password"] = tls.password
+    props["ssl.client.auth"] = "none"
+    if tls.sasl_ssl_port is not None:
+        props["sasl.enabled.mechanisms"] = "PLAIN,SCRAM-SHA-512"
+        props["listener.name.sasl_ssl.sasl.enabled.mechanisms"] = "SCRAM-SHA-512"
+        props["listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config"] = (
+            "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+        )
     return "".join(f"{k}={v}\n" for k, v in props.items())
 
 

@@ -39,6 +39,7 @@ from lagmon.kafka.errors import (
     _code,
     _describe,
     _untimed,
+    auth_failure_text,
 )
 from lagmon.kafka.settings import client_properties
 
@@ -296,16 +297,10 @@ class KafkaClient(AnchorReads):
         return results
 
     def _auth_failure(self, what: str) -> KafkaUnavailable:
-        k = self.settings
-        user = f", user {k.sasl_username!r}" if k.sasl_username else ""
-        cause = _untimed(self._auth_error.str()) if self._auth_error is not None else "rejected"
-        return KafkaUnavailable(
-            self._scrub(
-                f"kafka authentication failed at {self._bootstrap} (security.protocol {k.security_protocol}, "
-                f"sasl.mechanism {k.sasl_mechanism or 'none'}{user}) while {what}: {cause}"
-            ),
-            kind="auth",
+        text = auth_failure_text(
+            self._auth_error, bootstrap=self._bootstrap, props=self._props, what=what, timeout=self.timeout
         )
+        return KafkaUnavailable(self._scrub(text), kind="auth")
 
     def _unavailable(self, what: str, exc: BaseException | None) -> KafkaUnavailable:
         """Classify a failure (after the timeout, or an error the broker returned)."""
