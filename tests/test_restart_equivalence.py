@@ -50,7 +50,8 @@ class DyingCluster:
     """SimCluster, but the first call to `die_in` at or after `die_at` raises Died (once)."""
 
     def __init__(self, cluster: SimCluster, die_in: str, die_at: float):
-        self.cluster, self.die_in, self.die_at, self.died_at = cluster, die_in, die_at, None
+        self.cluster, self.die_in, self.die_at = cluster, die_in, die_at
+        self.died_at: float | None = None
 
     def _maybe_die(self, name: str) -> None:
         if self.died_at is None and name == self.die_in and self.cluster.now >= self.die_at:
