@@ -144,7 +144,29 @@ def test_the_history_is_not_trivial(reference):
     assert len({tuple(sorted(x["reported"].items())) for x in lags}) > STEPS // 2  # lags keep changing
 
 
-@pytest.mark.parametrize("stop_after", [1, 25, 61, 100])
+# The ghost group disappears from the listings at sample 40: OFFLINE after two complete
+# listings without it (samples 40 and 41).
+BETWEEN_TWO_ABSENT_LISTINGS = 41
+
+
+@pytest.mark.parametrize(
+    "stop_after",
+    [
+        1,
+        25,
+        42,
+        100,
+        pytest.param(
+            BETWEEN_TWO_ABSENT_LISTINGS,
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="known divergence (lagmon/stages/sampler.py, not this test's to fix): the first "
+                "listing without a group is remembered only in Sampler._missing_once, so a sampler "
+                "restarted between the two absent listings marks the group OFFLINE one sample late",
+            ),
+        ),
+    ],
+)
 def test_a_stopped_and_restarted_sampler_gives_the_same_lags(tmp_path, reference, stop_after):
     ref_lags, ref_statuses, _ = reference
     cfg = make_config(tmp_path, monitoring=MONITORING)
