@@ -14,17 +14,24 @@ from that sample on, its lags must equal the never-stopped sampler's.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from collections.abc import Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
+from lagmon import config as lagconfig
 from lagmon.kafka import KafkaSource
 from lagmon.stages.reporter import Reporter
 from lagmon.stages.sampler import Sampler
 from lagmon.store import Store
-from tests.helpers import Clock, make_config
+from tests.helpers import Clock, make_config, write_config
 from tests.simcluster import HOUR, MIN, T0, SimCluster
+
+REPO = Path(__file__).resolve().parent.parent
 
 SAMPLE = 30.0
 MONITORING = {
@@ -216,5 +223,71 @@ def test_a_sampler_that_died_mid_sample_and_restarted_gives_the_same_lags(
         for i in range(died_at, STEPS):  # the restart samples at once: the instant it died in
             second.step(TIMES[i])
             assert second.lags(TIMES[i]) == ref_lags[i], f"sample {i} after dying in {die_in} at {died_at}"
+    finally:
+        second.close()
+
+
+class HangingCluster(DyingCluster):
+    """In a child process: at the chosen call, write `marker` and hang until SIGKILLed."""
+
+    def __init__(self, cluster: SimCluster, die_in: str, die_at: float, marker: str):
+        super().__init__(cluster, die_in, die_at)
+        self.marker = marker
+
+    def _maybe_die(self, name: str) -> None:
+        if name == self.die_in and self.cluster.now >= self.die_at:
+            with open(self.marker, "w") as fh:
+                fh.write(str(TIMES.index(self.cluster.now)))
+            time.sleep(HANG_SECONDS)  # the parent SIGKILLs this process long before
+            raise SystemExit("not killed")
+
+
+HANG_SECONDS = 120.0
+
+
+def sample_until_killed(config_path: str, die_in: str, die_after: int, marker: str) -> None:
+    """The child process's body: sample TIMES until HangingCluster hangs (and is killed)."""
+    cfg = lagconfig.load(config_path)
+    cluster = SimCluster()
+    run = Run(cfg, HangingCluster(cluster, die_in, TIMES[die_after], marker), cluster)
+    for now in TIMES:
+        run.step(now)
+
+
+@pytest.mark.parametrize("die_in, die_after", [("message_times", 1), ("heads", 70)])
+def test_a_sampler_process_sigkilled_mid_sample_and_restarted_gives_the_same_lags(
+    tmp_path, reference, die_in, die_after
+):
+    """The same with a real process death: the sampler runs in a child process over the
+    scripted cluster and is SIGKILLed while it waits in a client call, mid-sample."""
+    ref_lags, _ref_statuses, _ = reference
+    config_path = write_config(tmp_path, fast=False, monitoring=MONITORING)
+    marker = tmp_path / "hanging"
+    code = (
+        "import sys; from tests.test_restart_equivalence import sample_until_killed as s; "
+        "s(*sys.argv[1:3], int(sys.argv[3]), sys.argv[4])"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", code, str(config_path), die_in, str(die_after), str(marker)], cwd=REPO
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not marker.exists() and child.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert marker.exists(), f"the child never reached {die_in} (exit {child.poll()})"
+    finally:
+        child.kill()  # SIGKILL: nothing is closed or rolled back by the sampler itself
+        child.wait(30)
+    died_at = int(marker.read_text())
+    assert died_at >= die_after
+    cfg = lagconfig.load(str(config_path))
+    cluster = SimCluster()
+    second = Run(cfg, cluster, cluster)
+    try:
+        for i in range(died_at, STEPS):
+            second.step(TIMES[i])
+            assert second.lags(TIMES[i]) == ref_lags[i], (
+                f"sample {i} after a SIGKILL in {die_in} at {died_at}"
+            )
     finally:
         second.close()
