@@ -11,6 +11,7 @@ import logging
 import time
 
 from lagmon import report, states, timelag
+from lagmon.stages.figures_io import ReporterFigures
 from lagmon.stages.runtime import stage_main
 
 
@@ -22,6 +23,7 @@ class Reporter:
         self.store = store
         self.log = log or logging.getLogger("lagmon.reporter")
         self.stale = False  # logged once per stale period, not at every report
+        self.figures = ReporterFigures(cfg, store, self.log)
 
     def rows(self, now: float) -> list[report.ConsumerRow]:
         """One row per group/topic the sampler has a status for. Its lag comes from the summary
@@ -57,14 +59,17 @@ class Reporter:
         return rows
 
     def step(self, now: float) -> float:
-        rows = self.rows(now)
+        rows = self.figures.rows(self.rows(now), now)
         monitor = report.build_monitor(
-            self.store.stage_states(), now=now, sample_interval=self.cfg.monitoring.sample_interval_seconds
+            self.store.stage_states(),
+            now=now,
+            sample_interval=self.cfg.monitoring.sample_interval_seconds,
+            stage_figures=self.store.stage_figures(),
         )
         started = time.perf_counter()
-        report.write_report(
-            self.cfg.output.json_path, report.build_report(rows, generated_at=now, monitor=monitor)
-        )
+        doc = report.build_report(rows, generated_at=now, monitor=monitor)
+        self.figures.write_prometheus(doc, now)
+        report.write_report(self.cfg.output.json_path, doc)
         self.log.debug(
             "wrote %d consumers to %s in %.3fs",
             len(rows),
