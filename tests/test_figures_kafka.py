@@ -1,0 +1,128 @@
+"""The new figures against the real broker: log start offsets beside the heads, messages lost
+to retention, a real consumer draining a backlog (catch_up_seconds in lag.json against the
+time it actually took), and the Prometheus file of the real sampler and reporter processes
+read through a real node_exporter and a real Prometheus.
+
+Intervals (testing.stages.FAST_MONITORING): sample 1 s, report 1 s; Prometheus scrapes 1 s.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from confluent_kafka.admin import AdminClient
+
+from lagmon.kafka import KafkaClient
+from lagmon.stages.sampler import Sampler
+from lagmon.store import Store
+from testing.stages import StageProcess, config_dict
+from testing.traffic import (
+    LagConsumer,
+    SteadyProducer,
+    Truth,
+    create_topic,
+    entry,
+    read_report,
+    unique,
+    wait_for,
+)
+from tests.helpers import make_config
+from tests.test_kafka_client import WAIT, produce, settings
+
+pytestmark = pytest.mark.kafka
+
+SAMPLE, REPORT, SCRAPE = 1.0, 1.0, 1.0
+
+
+def stage_config(directory: Path, bootstrap: str, **output) -> Path:
+    cfg = config_dict(directory, bootstrap)
+    cfg["output"].update(output)
+    path = directory / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_log_starts_beside_the_heads_and_messages_lost(kafka_bootstrap, make_topic, tmp_path):
+    from confluent_kafka import TopicPartition
+
+    topic = make_topic(2)
+    produce(kafka_bootstrap, topic, {0: 8, 1: 3})
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    for future in admin.delete_records([TopicPartition(topic, 0, 5)], request_timeout=WAIT).values():
+        assert future.result(timeout=WAIT).low_watermark == 5
+    group = unique("lost")
+    from tests.test_kafka_client import commit_offsets
+
+    commit_offsets(kafka_bootstrap, {group: [(topic, 0, 2), (topic, 1, 1)]})
+    with KafkaClient(settings(kafka_bootstrap)) as client:
+        before = client.requests
+        heads, starts = client.heads_and_log_starts([(topic, 0), (topic, 1), (f"missing-{topic}", 0)])
+        assert client.requests - before == 2  # one batched ListOffsets each, both in flight
+    assert heads == {(topic, 0): 8, (topic, 1): 3}
+    assert starts == {(topic, 0): 5, (topic, 1): 0}
+
+    cfg = make_config(tmp_path, kafka_bootstrap)
+    with Store(cfg.database.path) as store, KafkaClient(cfg.kafka) as client:
+        sampler = Sampler(cfg, store, client)
+        deadline = time.monotonic() + 30
+        while (group, topic) not in store.group_figures() and time.monotonic() < deadline:
+            sampler.step(time.time())  # the group may take a moment to be listed
+        f = store.group_figures()[(group, topic)]
+    assert (f.offset_lag, f.messages_lost) == ((8 - 2) + (3 - 1), 5 - 2)
+
+
+def test_catch_up_seconds_of_a_consumer_draining_a_backlog(kafka_bootstrap, tmp_path):
+    """20 msg/s in; the group reads 5 msg/s for 30 s (its lag grows to ~20 s), then 40 msg/s:
+    its time lag falls by about 1 s per second until it is caught up. Every catch-up
+    estimate lag.json gives once the trend holds only drain samples (TREND_POINTS after the
+    switch) must put the catch-up within max(4 s, 30%) of when it really happened."""
+    topic, group = unique("drain"), unique("drainer")
+    create_topic(kafka_bootstrap, topic, 1)
+    config = stage_config(tmp_path, kafka_bootstrap)
+    producer = SteadyProducer(kafka_bootstrap, topic, 1, rate=20)
+    consumer = LagConsumer(kafka_bootstrap, group, topic, max_rate=5)
+    stages = [StageProcess("sampler", config), StageProcess("reporter", config)]
+    truth = Truth(kafka_bootstrap)
+    try:
+        producer.start()
+        consumer.start()
+        report_path = tmp_path / "lag.json"
+        wait_for(
+            lambda: (entry(read_report(report_path), group, topic) or {}).get("lag_seconds", 0) >= 15,
+            90,
+            what="a backlog of 15 s",
+        )
+        consumer.max_rate = 40
+        switched = time.time()
+        readings = []  # (read at, catch_up_seconds, lag_seconds)
+        caught = None
+        deadline = time.monotonic() + 120
+        while caught is None and time.monotonic() < deadline:
+            e = entry(read_report(report_path), group, topic)
+            now = time.time()
+            if e is not None:
+                readings.append((now, e.get("catch_up_seconds"), e["lag_seconds"]))
+            if truth.lag(group, topic, now) <= 1.0:
+                caught = now
+            time.sleep(0.25)
+        assert caught is not None, readings[-5:]
+    finally:
+        consumer.stop()
+        producer.stop()
+        truth.close()
+        logs = {s.stage: (s.stop(), s.log()) for s in stages}
+    assert all(code == 0 for code, _log in logs.values()), logs
+    drain = caught - switched
+    judged = [(at, est) for at, est, lag in readings if at >= switched + 11 and at <= caught - 2 and lag > 0]
+    print(
+        f"drain took {drain:.1f} s; estimates (s before the catch-up, estimate):",
+        [(round(caught - at, 1), est) for at, est in judged],
+    )
+    assert drain >= 14 and len(judged) >= 4, (drain, readings)
+    for at, estimate in judged:
+        remaining = caught - at
+        assert estimate is not None, (remaining, readings)
+        assert abs(estimate - remaining) <= max(4.0, 0.3 * remaining), (remaining, estimate, readings)
