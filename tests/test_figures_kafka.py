@@ -16,6 +16,7 @@ import yaml
 from confluent_kafka.admin import AdminClient
 
 from lagmon.kafka import KafkaClient
+from lagmon.prometheus import escape_label_value
 from lagmon.stages.sampler import Sampler
 from lagmon.store import Store
 from testing.stages import StageProcess, config_dict
@@ -34,7 +35,7 @@ from tests.test_kafka_client import WAIT, produce, settings
 
 pytestmark = pytest.mark.kafka
 
-SAMPLE, REPORT, SCRAPE = 1.0, 1.0, 1.0
+SAMPLE = 1.0
 
 
 def stage_config(directory: Path, bootstrap: str, **output) -> Path:
@@ -126,3 +127,77 @@ def test_catch_up_seconds_of_a_consumer_draining_a_backlog(kafka_bootstrap, tmp_
         remaining = caught - at
         assert estimate is not None, (remaining, readings)
         assert abs(estimate - remaining) <= max(4.0, 0.3 * remaining), (remaining, estimate, readings)
+
+
+@pytest.fixture(scope="module")
+def prometheus_tools():
+    from testing.prometheus import PrometheusToolError, ensure_installed
+
+    try:
+        return ensure_installed()
+    except PrometheusToolError as exc:
+        pytest.fail(f"the Prometheus tools are needed and could not be installed: {exc}", pytrace=False)
+
+
+@pytest.mark.prometheus
+def test_real_stages_through_node_exporter_and_prometheus(kafka_bootstrap, tmp_path, prometheus_tools):
+    """The real sampler and reporter write lagmon.prom into node_exporter's textfile directory;
+    Prometheus scrapes it: its lagmon_consumer_lag_seconds of a lagging group matches lag.json
+    within a sample interval,
+    and `promtool check metrics` passes on the real file."""
+    from testing.prometheus import NodeExporter, Prometheus, promtool
+
+    topic, group = unique("prom"), unique('lag"ging\\')
+    create_topic(kafka_bootstrap, topic, 2)
+    textfiles = tmp_path / "textfile"
+    textfiles.mkdir()
+    prom_path = textfiles / "lagmon.prom"
+    config = stage_config(
+        tmp_path, kafka_bootstrap, prometheus_path=str(prom_path), prometheus_partitions=True
+    )
+    producer = SteadyProducer(kafka_bootstrap, topic, 2, rate=20)
+    consumer = LagConsumer(kafka_bootstrap, group, topic, delay=8.0)  # ~8 s behind, steadily
+    stages = [StageProcess("sampler", config), StageProcess("reporter", config)]
+    selector = f'lagmon_consumer_lag_seconds{{group_id="{escape_label_value(group)}"}}'
+    compared = []
+    try:
+        producer.start()
+        consumer.start()
+        report_path = tmp_path / "lag.json"
+        wait_for(
+            lambda: (entry(read_report(report_path), group, topic) or {}).get("lag_seconds", 0) >= 5,
+            90,
+            what="a lag of 5 s in lag.json",
+        )
+        with NodeExporter(textfiles) as exporter, Prometheus([exporter.target]) as prom:
+            prom.wait_for(selector, timeout=60)
+            for _ in range(5):
+                before = entry(read_report(report_path), group, topic)
+                (series,) = prom.wait_for(selector)
+                after = entry(read_report(report_path), group, topic)
+                assert before is not None and after is not None
+                value = float(series["value"][1])
+                compared.append((before["lag_seconds"], value, after["lag_seconds"]))
+                # the scrape read a file written between the two lag.json reads (or one report
+                # earlier): within a sample interval of what they say
+                low = min(before["lag_seconds"], after["lag_seconds"]) - SAMPLE
+                high = max(before["lag_seconds"], after["lag_seconds"]) + SAMPLE
+                assert low <= value <= high, compared
+                assert series["metric"]["topic"] == topic
+                time.sleep(1.0)
+            assert "node_textfile_scrape_error 0" in exporter.metrics()
+            parts = prom.wait_for(selector.replace("consumer_lag_seconds", "partition_offset_lag"))
+            assert sorted(p["metric"]["partition"] for p in parts) == ["0", "1"]
+            for family in ("lagmon_sampler_errors_total", "lagmon_sampler_last_sample_duration_seconds"):
+                prom.wait_for(family)
+            offset = prom.wait_for(selector.replace("lag_seconds", "offset_lag"))
+            assert float(offset[0]["value"][1]) > 0
+        checked = promtool("check", "metrics", stdin=prom_path.read_bytes())
+        output = (checked.stdout + checked.stderr).decode("utf-8", "replace")
+        assert checked.returncode == 0 and output.strip() == "", output
+    finally:
+        consumer.stop()
+        producer.stop()
+        logs = {s.stage: (s.stop(), s.log()) for s in stages}
+    assert all(code == 0 for code, _log in logs.values()), logs
+    print("lag.json before, Prometheus, lag.json after:", compared)
