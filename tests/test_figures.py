@@ -211,6 +211,7 @@ def test_figures_are_forgotten_with_the_topic_and_the_group(env):
     drain_orders(kafka, 1000.0)
     sampler_at(cfg, store, kafka).step(1000.0)
     assert set(store.group_figures()) == {("g1", "orders"), ("g2", "old")}
+    assert set(store.group_figures([("g2", "old"), ("g9", "old")])) == {("g2", "old")}
     store.delete_topic("orders")
     assert set(store.group_figures()) == {("g2", "old")}
     store.purge_absent_groups(older_than=2000.0)

@@ -50,13 +50,17 @@ class FiguresStore(Database):
         self, keys: Iterable[tuple[str, str]] | None = None
     ) -> dict[tuple[str, str], GroupFigures]:
         """The stored figures of every group/topic (of ``keys`` only, when given)."""
+        query = f"SELECT {_COLUMNS} FROM group_figures"
+        if keys is not None:  # only those rows decoded (the sampler asks for the sampled ones)
+            query += " WHERE (group_id, topic) IN (SELECT group_id, topic FROM temp.want_pairs)"
+            self._conn.execute("DELETE FROM temp.want_pairs")
+            self._conn.executemany(
+                "INSERT OR IGNORE INTO temp.want_pairs(group_id, topic) VALUES (?, ?)", list(keys)
+            )
         with self._read() as db:
-            rows = db.execute(f"SELECT {_COLUMNS} FROM group_figures").fetchall()
-        wanted = None if keys is None else set(keys)
+            rows = db.execute(query).fetchall()
         out = {}
         for row in rows:
-            if wanted is not None and (row[0], row[1]) not in wanted:
-                continue
             figures = _figures(row)
             if figures is not None:
                 out[(row[0], row[1])] = figures
