@@ -6,7 +6,10 @@ The report format is the spec's "Output Format":
      "consumers": [{"group_id", "topic", "lag_seconds", "lag_display",
                     "worst_partition", "status", "data_resolution",
                     "partitions_monitored", "calculated_at",
-                    "lag_lower_bound"}, ...],
+                    "lag_lower_bound",
+                    # additive, once the sampler has stored them (lagmon.figures):
+                    "offset_lag", "worst_partition_offset_lag",
+                    "catch_up_seconds", "messages_lost"}, ...],
      "monitor": {...}}            # only when the caller passes one
 
 Guarantees: ``lag_seconds`` is always a non-negative int (None, NaN and
@@ -106,6 +109,21 @@ class ConsumerRow:
     partitions_monitored: int
     calculated_at: float
     lag_lower_bound: bool = False
+    # Additive fields (lagmon.figures); None until the sampler has stored them.
+    offset_lag: int | None = None
+    worst_partition_offset_lag: int | None = None
+    catch_up_seconds: float | None = None
+    messages_lost: int | None = None
+
+
+def _count(value: Any) -> int | None:
+    """A message count for the report: a non-negative int, or None when unknown."""
+    if value is None:
+        return None
+    try:
+        return max(0, int(value))
+    except (TypeError, ValueError, OverflowError):
+        return None
 
 
 def _consumer(row: ConsumerRow, generated_at: float) -> dict:
@@ -125,7 +143,7 @@ def _consumer(row: ConsumerRow, generated_at: float) -> dict:
     worst = row.worst_partition
     worst = int(worst) if (worst is not None and lag > 0) else None
     calculated = _iso_or_none(row.calculated_at) or iso_utc(generated_at)
-    return {
+    out = {
         "group_id": str(row.group_id),
         "topic": str(row.topic),
         "lag_seconds": lag,
@@ -137,6 +155,12 @@ def _consumer(row: ConsumerRow, generated_at: float) -> dict:
         "calculated_at": calculated,
         "lag_lower_bound": bool(row.lag_lower_bound) and lag > 0,
     }
+    if row.offset_lag is not None:  # the additive figures: all four, once the sampler has them
+        out["offset_lag"] = _count(row.offset_lag)
+        out["worst_partition_offset_lag"] = _count(row.worst_partition_offset_lag)
+        out["catch_up_seconds"] = None if row.catch_up_seconds is None else coerce_lag(row.catch_up_seconds)
+        out["messages_lost"] = _count(row.messages_lost)
+    return out
 
 
 def build_report(rows: Iterable[ConsumerRow], *, generated_at: float, monitor: dict | None = None) -> dict:
@@ -159,8 +183,15 @@ def _field(obj: Any, name: str) -> Any:
     return getattr(obj, name, None)
 
 
-def build_monitor(stages: Mapping[str, Any], *, now: float, sample_interval: float) -> dict:
-    """Self-health section from store.stage_states().
+def build_monitor(
+    stages: Mapping[str, Any],
+    *,
+    now: float,
+    sample_interval: float,
+    stage_figures: Mapping[str, Mapping[str, Any]] | None = None,
+) -> dict:
+    """Self-health section from store.stage_states() (and store.stage_figures(): the
+    sampler's as ``monitor.sampler`` = {last_sample_duration_seconds, errors_total}).
 
     stale is True when the sampler has not completed a sample within
     STALE_AFTER_INTERVALS * sample_interval seconds of ``now`` (no sampler row,
@@ -208,6 +239,13 @@ def build_monitor(stages: Mapping[str, Any], *, now: float, sample_interval: flo
     if reason is not None:
         monitor["stale_reason"] = reason
     monitor["stages"] = out_stages
+    sampler_figures = (stage_figures or {}).get("sampler")
+    if sampler_figures:
+        duration, errors = (sampler_figures.get(k) for k in ("last_sample_duration_seconds", "errors_total"))
+        monitor["sampler"] = {
+            "last_sample_duration_seconds": None if duration is None else round(float(duration), 6),
+            "errors_total": None if errors is None else int(errors),
+        }
     return monitor
 
 

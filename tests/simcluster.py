@@ -184,6 +184,12 @@ class SimCluster:
     def close(self):
         pass
 
+    def heads_and_log_starts(
+        self, partitions: Iterable[tuple[str, int]]
+    ) -> tuple[dict[tuple[str, int], int], dict[tuple[str, int], int]]:
+        partitions = list(partitions)
+        return self.heads(partitions), {(t, p): self.parts[t][p].base for t, p in partitions}
+
     # --- the truth
     def true_lag(self, group: str, now: float) -> float:
         c = self.groups_[group]

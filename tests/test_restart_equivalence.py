@@ -83,6 +83,12 @@ class DyingCluster:
         self._maybe_die("heads")
         return self.cluster.heads(partitions)
 
+    def heads_and_log_starts(
+        self, partitions: Iterable[tuple[str, int]]
+    ) -> tuple[dict[tuple[str, int], int], dict[tuple[str, int], int]]:
+        self._maybe_die("heads")
+        return self.cluster.heads_and_log_starts(partitions)
+
     def message_times(
         self, wanted: Iterable[tuple[str, int, int]], *, budget: float | None = None
     ) -> dict[tuple[str, int, int], tuple[int, float] | None]:

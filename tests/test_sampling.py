@@ -56,6 +56,13 @@ class ScriptedKafka:
         self.calls.append(("message_times", tuple(wanted)))
         return {k: self.times.get(k) for k in wanted}
 
+    def heads_and_log_starts(
+        self, partitions: Iterable[tuple[str, int]]
+    ) -> tuple[dict[tuple[str, int], int], dict[tuple[str, int], int]]:
+        partitions = list(partitions)
+        starts = getattr(self, "log_start", {})
+        return self.heads(partitions), {tp: starts[tp] for tp in partitions if tp in starts}
+
 
 if TYPE_CHECKING:  # mypy: the stand-in answers like the real client
     _: KafkaSource = ScriptedKafka()

@@ -55,6 +55,8 @@ def test_tables_exist(store, db_path):
         "excluded_topics",
         "excluded_groups",
         "stage_state",
+        "group_figures",
+        "stage_figures",
     }
 
 

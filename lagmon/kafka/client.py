@@ -182,6 +182,30 @@ class KafkaClient(AnchorReads):
         results = self._collect_offsets(self._issue_list_offsets(wanted, OffsetSpec.latest(), what), what)
         return {tp: r.offset for tp, r in results.items() if not isinstance(r, BaseException)}
 
+    def heads_and_log_starts(
+        self, partitions: Iterable[tuple[str, int]]
+    ) -> tuple[dict[tuple[str, int], int], dict[tuple[str, int], int]]:
+        """(high watermarks, log start offsets): heads() and a batched ListOffsets for
+        OffsetSpec.earliest(), both requests in flight at once; failed partitions omitted
+        from each. The heads raise as heads() does; a failed log-start request only leaves
+        its dict empty (the heads are what a sample needs)."""
+        wanted = list(dict.fromkeys((str(t), int(p)) for t, p in partitions))
+        if not wanted:
+            return {}, {}
+        what = f"listing head offsets of {len(wanted)} partition(s)"
+        latest = self._issue_list_offsets(wanted, OffsetSpec.latest(), what)
+        try:
+            earliest = self._issue_list_offsets(wanted, OffsetSpec.earliest(), "listing log start offsets")
+        except KafkaUnavailable as exc:
+            self.log.debug("log start offsets not requested: %s", exc)
+            earliest = {}
+        heads = self._collect_offsets(latest, what)
+        starts = self._wait(earliest, "listing log start offsets") if earliest else {}
+        return (
+            {tp: r.offset for tp, r in heads.items() if not isinstance(r, BaseException)},
+            {tp: r.offset for tp, r in starts.items() if not isinstance(r, BaseException) and r.offset >= 0},
+        )
+
     def close(self) -> None:
         if self._consumer is not None:
             consumer, self._consumer = self._consumer, None

@@ -26,6 +26,12 @@ class KafkaSource(Protocol):
         """(topic, partition) -> high watermark; failed partitions omitted."""
         ...
 
+    def heads_and_log_starts(
+        self, partitions: Iterable[tuple[str, int]]
+    ) -> tuple[dict[tuple[str, int], int], dict[tuple[str, int], int]]:
+        """(heads as heads() gives them, (topic, partition) -> log start offset)."""
+        ...
+
     def message_times(
         self, wanted: Iterable[tuple[str, int, int]], *, budget: float | None = None
     ) -> dict[tuple[str, int, int], tuple[int, float] | None]:

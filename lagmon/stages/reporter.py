@@ -11,6 +11,7 @@ import logging
 import time
 
 from lagmon import report, states, timelag
+from lagmon.stages.figures_io import ReporterFigures
 from lagmon.stages.runtime import stage_main
 
 
@@ -23,6 +24,7 @@ class Reporter:
         self.log = log or logging.getLogger("lagmon.reporter")
         self.stale = False  # logged once per stale period, not at every report
         self.write_failing_since: float | None = None  # when lag.json last became unwritable
+        self.figures = ReporterFigures(cfg, store, self.log)
 
     def rows(self, now: float) -> list[report.ConsumerRow]:
         """One row per group/topic the sampler has a status for. Its lag comes from the summary
@@ -58,15 +60,18 @@ class Reporter:
         return rows
 
     def step(self, now: float) -> float:
-        rows = self.rows(now)
+        rows = self.figures.rows(self.rows(now), now)
         monitor = report.build_monitor(
-            self.store.stage_states(), now=now, sample_interval=self.cfg.monitoring.sample_interval_seconds
+            self.store.stage_states(),
+            now=now,
+            sample_interval=self.cfg.monitoring.sample_interval_seconds,
+            stage_figures=self.store.stage_figures(),
         )
         started = time.perf_counter()
+        doc = report.build_report(rows, generated_at=now, monitor=monitor)
+        self.figures.write_prometheus(doc, now)  # its own failures never stop lag.json
         try:
-            report.write_report(
-                self.cfg.output.json_path, report.build_report(rows, generated_at=now, monitor=monitor)
-            )
+            report.write_report(self.cfg.output.json_path, doc)
         except report.ReportWriteError:
             # Raised on: the runtime logs it once per outage (its text and kind are the same at
             # every attempt), records it as the reporter's last_error (lagmon status shows it,

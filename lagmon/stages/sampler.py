@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from lagmon import states, timelag
 from lagmon.kafka import IsolatedKafkaClient
+from lagmon.stages import figures_io
 from lagmon.stages.runtime import printable, stage_main
 from lagmon.store import GroupStatus, Transition
 
@@ -115,6 +116,7 @@ class Sampler:
         self._present: set[str] = set()
         self._missing_once: set[str] = set()
         self.last_result = SampleResult()
+        self.log_starts: dict[tuple[str, int], int] = {}  # of the latest heads fetch (figures)
 
     # ----------------------------------------------------------------- helpers
     def _monitored_topics(self, metadata: dict[str, int]) -> dict[str, int]:
@@ -221,7 +223,7 @@ class Sampler:
         if not partitions:
             return
         t1 = self._wall()
-        heads = self.client.heads(partitions)
+        heads, self.log_starts = self.client.heads_and_log_starts(partitions)
         head_at = (t1 + self._wall()) / 2
         result.reset_partitions = self.store.record_heads(heads, head_at)
         for topic, partition in result.reset_partitions:
@@ -286,6 +288,7 @@ class Sampler:
             )
         summaries = timelag.group_summaries(inputs, keys)
         lags = {k: timelag.group_lag_at(v, now) for k, v in summaries.items()}
+        figures_io.record_sample(self.store, inputs, summaries, self.log_starts, now, self.mon)
         moved = {(g, t) for (g, t, _p) in advanced}
         rows: list[GroupStatus] = []
         transitions: list[Transition] = []
@@ -403,7 +406,7 @@ class Sampler:
 
 def make_step(cfg, store, log):
     sampler = Sampler(cfg, store, IsolatedKafkaClient(cfg.kafka, logger=log), log)
-    return sampler.step, cfg.monitoring.sample_interval_seconds
+    return figures_io.Instrumented(sampler.step, store, log), cfg.monitoring.sample_interval_seconds
 
 
 def main(argv: list[str] | None = None) -> int:

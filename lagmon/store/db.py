@@ -11,7 +11,7 @@ import os
 from collections.abc import Callable, Iterable, Mapping
 
 from lagmon.store import sql
-from lagmon.store.connection import Database
+from lagmon.store.figures import FiguresStore
 from lagmon.store.rows import (
     GroupStatus,
     HeadRow,
@@ -35,7 +35,7 @@ def _doomed(rows: list[tuple[int, float, float]], max_entries: int, keep: Keep) 
     return [i for i in range(len(rows)) if i not in kept]
 
 
-class Store(Database):
+class Store(FiguresStore):
     """All queries of the three stages: one method each."""
 
     # --- writes -----------------------------------------------------------------------------
@@ -184,6 +184,7 @@ class Store(Database):
                 "latest_commits",
                 "group_status",
                 "group_transitions",
+                "group_figures",
             ):
                 db.execute(f"DELETE FROM {table} WHERE topic = ?", (topic,))
 
@@ -331,7 +332,13 @@ class Store(Database):
             gone = db.execute(
                 "SELECT group_id, topic FROM group_status WHERE last_present < ?", (older_than,)
             ).fetchall()
-            for table in ("consumer_commits", "latest_commits", "group_transitions", "group_status"):
+            for table in (
+                "consumer_commits",
+                "latest_commits",
+                "group_transitions",
+                "group_status",
+                "group_figures",
+            ):
                 db.executemany(f"DELETE FROM {table} WHERE group_id = ? AND topic = ?", gone)
         return len(gone)
 

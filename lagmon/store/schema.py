@@ -6,7 +6,7 @@ transaction together with its ``schema_version`` record (``Store._migrate``).
 
 import re
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # PRAGMA application_id of a lagmon database: the bytes "LAGM" (header offset 68), set when
 # lagmon creates the file, and at the first write of a lagmon database made before it had one
@@ -67,6 +67,15 @@ EXCLUDED_GROUPS_TABLE = (
 STAGE_STATE_TABLE = """CREATE TABLE stage_state(
     stage TEXT PRIMARY KEY, pid INTEGER, started_at REAL, heartbeat_at REAL,
     last_success REAL, last_error TEXT, last_error_at REAL, interval REAL)"""
+# Migration 5: the sampler's per group/topic figures beyond the time lag (lagmon.figures), and
+# a stage's own figures (the sampler's last sample duration and error count) as key/value rows.
+GROUP_FIGURES_TABLE = """CREATE TABLE group_figures(
+    group_id TEXT NOT NULL, topic TEXT NOT NULL, sampled_at REAL NOT NULL,
+    offset_lag INTEGER NOT NULL, messages_lost INTEGER NOT NULL, catch_up_at REAL,
+    trend TEXT NOT NULL, partitions TEXT NOT NULL,
+    PRIMARY KEY(group_id, topic)) WITHOUT ROWID"""
+STAGE_FIGURES_TABLE = """CREATE TABLE stage_figures(
+    stage TEXT NOT NULL, name TEXT NOT NULL, value REAL, PRIMARY KEY(stage, name)) WITHOUT ROWID"""
 
 # MIGRATIONS[i] brings the schema from version i to version i + 1.
 MIGRATIONS: list[tuple[str, ...]] = [
@@ -85,6 +94,7 @@ MIGRATIONS: list[tuple[str, ...]] = [
     (LATEST_COMMITS_TABLE, LATEST_COMMITS_FILL),
     (GROUP_STATUS_SUMMARY,),
     tuple(CONSUMER_COMMITS_V4),
+    (GROUP_FIGURES_TABLE, STAGE_FIGURES_TABLE),
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
