@@ -229,3 +229,30 @@ def test_the_report_follows_the_sample_and_still_comes_every_report_interval(env
     mono.t += report_interval  # no sample, but the report interval passed
     reporter.step(1000.5 + report_interval)
     assert len(written) == 3
+
+
+def test_the_report_is_rewritten_every_second_while_a_lag_grows(env):
+    cfg, store, kafka = env
+    kafka.head = {("orders", 0): 100, ("orders", 1): 0}
+    kafka.commits = {"g1": {("orders", 0): 50}}
+    s = sampler(cfg, store, kafka)
+    for now in (1000.0, 1010.0):  # static and behind: its lag grows with time
+        kafka.head = {("orders", 0): kafka.head[("orders", 0)] + 10, ("orders", 1): 0}
+        s.step(now)
+    mono = Clock(50.0)
+    reporter = Reporter(cfg, store, clock=mono)
+    lags = []
+    write = reporter.write
+
+    def recorded(now):
+        write(now)
+        lags.append(json.loads(open(cfg.output.json_path).read())["consumers"][0]["lag_seconds"])
+
+    reporter.write = recorded  # type: ignore[method-assign]
+    now = 1010.5
+    for _ in range(12):  # 3 s of polls, no new sample, report interval far away
+        reporter.step(now)
+        mono.t += POLL_SECONDS
+        now += POLL_SECONDS
+    assert cfg.monitoring.report_interval_seconds > 3
+    assert len(lags) == 3 and lags[0] < lags[1] < lags[2], lags

@@ -7,8 +7,10 @@ The step takes `now` and returns the seconds until it is due again; the process 
 The report follows the sample: every POLL_SECONDS the step reads one cheap marker from the
 database (the sampler's last successful step in stage_state) and rewrites lag.json as soon
 as it moved, so lag.json is at most about POLL_SECONDS plus one write behind a sample. It
-is rewritten at least every report_interval_seconds anyway (growing lags and monitor.stale
-keep moving when no sample lands). That due time is kept on the monotonic clock, so a step
+is rewritten at least every report_interval_seconds anyway (monitor.stale keeps moving when
+no sample lands), and every GROWING_REFRESH seconds while some lag grows with time (a
+stopped group's lag is computed at the report, so its whole-second value changes each
+second: a reader gets it within about a second, whatever the sampling interval). That due time is kept on the monotonic clock, so a step
 of the wall clock neither stops nor floods the reports. The stages still talk only through
 the database.
 """
@@ -23,6 +25,8 @@ from lagmon.stages.runtime import stage_main
 
 # How often the step looks for a new sample (one single-row read when nothing landed).
 POLL_SECONDS = 0.25
+# How often lag.json is rewritten while some reported lag grows with time.
+GROWING_REFRESH = 1.0
 
 
 class Reporter:
@@ -36,6 +40,8 @@ class Reporter:
         self._clock = clock
         self._marker: tuple | None = None  # the sampler's marker at the last report
         self._due: float | None = None  # monotonic time the next report is due regardless
+        self._written: float | None = None  # monotonic time of the last report
+        self._growing = False  # the last report had a lag that grows with time
 
     def rows(self, now: float) -> list[report.ConsumerRow]:
         """One row per group/topic the sampler has a status for. Its lag comes from the summary
@@ -83,9 +89,12 @@ class Reporter:
         interval = float(self.cfg.monitoring.report_interval_seconds)
         marker = self._sample_marker()
         mono = self._clock()
-        if self._due is None or marker != self._marker or mono >= self._due:
+        refresh = min(GROWING_REFRESH, interval)
+        growing_due = self._growing and self._written is not None and mono >= self._written + refresh
+        if self._due is None or marker != self._marker or mono >= self._due or growing_due:
             self._marker = marker
             self.write(now)
+            self._written = mono
             mono = self._clock()
             self._due = mono + interval
         return max(0.0, min(POLL_SECONDS, interval, self._due - mono))
@@ -93,6 +102,8 @@ class Reporter:
     def write(self, now: float) -> float:
         """Compute every row at ``now`` and rewrite lag.json (one report)."""
         rows = self.rows(now)
+        # A lag computed at the report (not held at a sample) grows with time.
+        self._growing = any(r.lag_seconds > 0 and r.calculated_at >= now for r in rows)
         monitor = report.build_monitor(
             self.store.stage_states(), now=now, sample_interval=self.cfg.monitoring.sample_interval_seconds
         )
