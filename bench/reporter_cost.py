@@ -237,7 +237,7 @@ def measure(label: str, db_path: str, now: float, repeat: int, workdir: str) -> 
         "SELECT (SELECT count(*) FROM partition_offsets), (SELECT count(*) FROM consumer_commits)"
     ).fetchone()
     reporter = Reporter(cfg, store)
-    reporter.step(now)  # untimed: page cache and statement cache warm
+    reporter.write(now)  # untimed: page cache and statement cache warm
     steps, reads = [], []
     keys = list(store.group_statuses())
     for _ in range(repeat):
@@ -245,7 +245,7 @@ def measure(label: str, db_path: str, now: float, repeat: int, workdir: str) -> 
         timelag.group_summaries(store.lag_inputs(), keys)
         reads.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
-        reporter.step(now)
+        reporter.write(now)
         steps.append(time.perf_counter() - t0)
     store.close()
     child = common.peak_rss(
@@ -274,10 +274,10 @@ def profile_step(db_path: str, now: float, workdir: str) -> str:
     cfg = lagconfig.load(write_cfg(os.path.join(workdir, "profile"), db_path))
     store = Store(db_path)
     reporter = Reporter(cfg, store)
-    reporter.step(now)
+    reporter.write(now)
     prof = cProfile.Profile()
     prof.enable()
-    reporter.step(now)
+    reporter.write(now)
     prof.disable()
     store.close()
     out = io.StringIO()

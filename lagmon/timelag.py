@@ -35,6 +35,7 @@ __all__ = [
     "Term",
     "anchor_candidates",
     "append_time",
+    "behind_since",
     "evaluation_time",
     "group_lag_at",
     "group_lags",
@@ -170,6 +171,21 @@ def evaluation_time(
     return now if at is None else min(at, now)
 
 
+def behind_since(inp: LagInput) -> float | None:
+    """The earliest evidence that a message at or above the committed offset existed: the
+    first sample of a head above it (overtaken_at), or the timestamp of an anchor at or above
+    it (a message read at offset >= c; messages are appended in offset order). A static
+    commit last read after that instant was already behind when read, so its lag grows from
+    that sample on: a burst past a caught-up group is dated by its message's own time at the
+    first sample that sees it, and grows from there. (It errs high for a group that consumes
+    the burst between that read of its commit and its next commit: until the next sample.)"""
+    seen = overtaken_at(inp)
+    anchor = inp.anchor_above
+    if anchor is not None and anchor[0] >= int(inp.committed) and math.isfinite(anchor[1]):
+        seen = anchor[1] if seen is None else min(seen, anchor[1])
+    return seen
+
+
 def overtaken_at(inp: LagInput) -> float | None:
     """first_seen of the smallest head row above the committed offset (head rows are samples;
     anchors are message times, not observations, so they do not count)."""
@@ -205,7 +221,7 @@ def partition_term(inp: LagInput) -> Term | None:
     if inp.newest_head is None or c >= inp.newest_head:
         seen = inp.commit_last_seen if math.isfinite(inp.commit_last_seen) else None
         return Term(partition, None, False, seen)
-    held_at = _holds_at(inp.commit_first_seen, inp.commit_last_seen, overtaken_at(inp))
+    held_at = _holds_at(inp.commit_first_seen, inp.commit_last_seen, behind_since(inp))
     below, above = anchor_candidates(c, (inp.anchor_below, inp.anchor_above))
     if inp.head_below is not None:
         below.append(inp.head_below)

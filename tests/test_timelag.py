@@ -109,9 +109,14 @@ def test_burst_past_a_caught_up_consumer_is_not_extrapolated_until_seen_behind()
     # the next sample still reads 100: the consumer was behind and did not move, so it grows
     again = lag(rows + [(200, T0 + 10.2, T0 + 15.2)], 100, T0 + 19, commit_first=T0, commit_last=T0 + 15)
     assert again.at == T0 + 19 and again.seconds == pytest.approx(14)
-    # with the burst's timestamp read (an exact anchor at 100), the lag is exact at T0+10
+    # with the burst's timestamp read (an exact anchor at 100, appended at T0+8, before the
+    # commit was read at T0+10): the group was already behind at that first sample, so the
+    # lag is dated by the message and grows from that sample on, not a sample later
     exact = lag(rows, 100, T0 + 14, anchors=[(100, T0 + 8)], commit_first=T0, commit_last=T0 + 10)
-    assert exact.at == T0 + 10 and exact.seconds == pytest.approx(2)
+    assert exact.at == T0 + 14 and exact.seconds == pytest.approx(6)
+    # a message appended after the commit was read says nothing about the group: held there
+    after = lag(rows, 100, T0 + 14, anchors=[(100, T0 + 10.1)], commit_first=T0, commit_last=T0 + 10)
+    assert after.at == T0 + 10 and after.seconds == 0
 
 
 @PROPS

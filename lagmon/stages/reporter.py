@@ -3,6 +3,16 @@
 `python -m processes.reporter --config PATH [--debug] [--once]` (or `lagmon-reporter`) runs main().
 The step takes `now` and returns the seconds until it is due again; the process around it
 (signals, schedule, heartbeats) is lagmon.stages.runtime.
+
+The report follows the sample: every POLL_SECONDS the step reads one cheap marker from the
+database (the sampler's last successful step in stage_state) and rewrites lag.json as soon
+as it moved, so lag.json is at most about POLL_SECONDS plus one write behind a sample. It
+is rewritten at least every report_interval_seconds anyway (monitor.stale keeps moving when
+no sample lands), and every GROWING_REFRESH seconds while some lag grows with time (a
+stopped group's lag is computed at the report, so its whole-second value changes each
+second: a reader gets it within about a second, whatever the sampling interval). That due time is kept on the monotonic clock, so a step
+of the wall clock neither stops nor floods the reports. The stages still talk only through
+the database.
 """
 
 from __future__ import annotations
@@ -14,17 +24,27 @@ from lagmon import report, states, timelag
 from lagmon.stages.figures_io import ReporterFigures
 from lagmon.stages.runtime import stage_main
 
+# How often the step looks for a new sample (one single-row read when nothing landed).
+POLL_SECONDS = 0.25
+# How often lag.json is rewritten while some reported lag grows with time.
+GROWING_REFRESH = 1.0
+
 
 class Reporter:
     """Computes every group/topic's lag from the database and rewrites lag.json."""
 
-    def __init__(self, cfg, store, log: logging.Logger | None = None):
+    def __init__(self, cfg, store, log: logging.Logger | None = None, *, clock=time.monotonic):
         self.cfg = cfg
         self.store = store
         self.log = log or logging.getLogger("lagmon.reporter")
         self.stale = False  # logged once per stale period, not at every report
         self.write_failing_since: float | None = None  # when lag.json last became unwritable
         self.figures = ReporterFigures(cfg, store, self.log)
+        self._clock = clock
+        self._marker: tuple | None = None  # the sampler's marker at the last report
+        self._due: float | None = None  # monotonic time the next report is due regardless
+        self._written: float | None = None  # monotonic time of the last report
+        self._growing = False  # the last report had a lag that grows with time
 
     def rows(self, now: float) -> list[report.ConsumerRow]:
         """One row per group/topic the sampler has a status for. Its lag comes from the summary
@@ -59,8 +79,34 @@ class Reporter:
             )
         return rows
 
+    def _sample_marker(self) -> tuple | None:
+        """What changes whenever the sampler completes (or fails) a step."""
+        sampler = self.store.stage_states().get("sampler")
+        if sampler is None:
+            return None
+        return (sampler.pid, sampler.started_at, sampler.last_success, sampler.last_error_at)
+
     def step(self, now: float) -> float:
+        """Rewrite lag.json when a sample landed since the last report or the report interval
+        passed; returns the seconds until the next look (at most POLL_SECONDS)."""
+        interval = float(self.cfg.monitoring.report_interval_seconds)
+        marker = self._sample_marker()
+        mono = self._clock()
+        refresh = min(GROWING_REFRESH, interval)
+        growing_due = self._growing and self._written is not None and mono >= self._written + refresh
+        if self._due is None or marker != self._marker or mono >= self._due or growing_due:
+            self._marker = marker
+            self.write(now)
+            self._written = mono
+            mono = self._clock()
+            self._due = mono + interval
+        return max(0.0, min(POLL_SECONDS, interval, self._due - mono))
+
+    def write(self, now: float) -> float:
+        """Compute every row at ``now`` and rewrite lag.json (one report)."""
         rows = self.figures.rows(self.rows(now), now)
+        # A lag computed at the report (not held at a sample) grows with time.
+        self._growing = any(r.lag_seconds > 0 and r.calculated_at >= now for r in rows)
         monitor = report.build_monitor(
             self.store.stage_states(),
             now=now,

@@ -6,10 +6,18 @@ Order matters (time-lag.md): committed offsets FIRST, then head offsets, so a
 committed offset never exceeds the head it is compared with. All groups'
 offset requests go out at once and the heads come from one batched call.
 
-Scheduling is per group/topic by state: ONLINE every sample_interval_seconds,
-OFFLINE and RECOVERING every offline_sample_interval_seconds. A topic's heads
-are sampled whenever any of its groups is due (the finest rate any of them
-needs), and at least every offline interval when nothing consumes it.
+Scheduling: every sample (each sample_interval_seconds) fetches the committed offsets of
+EVERY listed group, in the one burst of requests already in flight. What is stored and
+evaluated is per group/topic by state: ONLINE at every sample; OFFLINE and RECOVERING every
+offline_sample_interval_seconds ("coarse sampling": the commits stored and the states
+evaluated for a group/topic whose commit did not move), or at once when its commit moved
+or a new topic of the group appears, so a resumed group or a new topic is seen within one
+fine interval. A topic's heads are sampled whenever any of its group/topics is sampled,
+and at least every offline interval when nothing consumes it.
+
+The schedule runs on the step's own clock made monotonic (`_schedule_time`): a wall-clock
+step back or forward costs at most one interval, and what is loaded from the database is
+clamped to one interval from now.
 """
 
 from __future__ import annotations
@@ -20,19 +28,17 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from lagmon import states, timelag
+from lagmon import states
 from lagmon.kafka import IsolatedKafkaClient
 from lagmon.stages import figures_io
+from lagmon.stages.evaluate import MAX_ANCHOR_READS, update_states
 from lagmon.stages.runtime import printable, stage_main
 from lagmon.store import GroupStatus, Transition
 
+__all__ = ["MAX_ANCHOR_READS", "SampleResult", "Sampler", "matching_pattern", "split_excluded"]
+
 # Never monitored, whatever the config says.
 INTERNAL_TOPICS = frozenset({"__consumer_offsets", "__transaction_state"})
-# Message-timestamp reads (anchors) per sample are bounded in count and time, so
-# a first start on a big cluster or a mass reset to earliest cannot stall a sample:
-# what is not read now is read at the next sample.
-MAX_ANCHOR_READS = 20_000
-ANCHOR_BUDGET_MIN, ANCHOR_BUDGET_MAX = 2.0, 10.0
 
 GroupTopic = tuple[str, str]
 Commits = dict[tuple[str, str, int], int]  # (group, topic, partition) -> committed offset
@@ -57,29 +63,6 @@ def split_excluded(names: Iterable[str], patterns) -> tuple[list[str], dict[str,
         else:
             excluded[name] = pattern
     return kept, excluded
-
-
-def _below_history(inp) -> bool:
-    """The commit is older than every head row: only its message's timestamp dates it."""
-    return inp.oldest_head is not None and inp.committed < inp.oldest_head[0]
-
-
-def _at_an_idle_head(inp) -> bool:
-    """The commit is at a head offset the partition sat at for more than one sample, or a
-    static commit that new messages passed only after its latest sample: an idle partition,
-    then a burst. The message at the commit was appended at some instant between two head
-    samples that interpolation cannot tell, so its timestamp is read once instead of erring
-    by up to a sampling interval. (A head that moves at every sample spreads its messages
-    over the interval, where interpolation is right; those are not read.)"""
-    c = inp.committed
-    if inp.head_below is None or inp.head_below[0] != c or inp.newest_head is None or c >= inp.newest_head:
-        return False
-    if inp.head_below_since is not None and inp.head_below_since < inp.head_below[1]:
-        return True
-    if not inp.commit_last_seen > inp.commit_first_seen:
-        return False
-    seen_above = timelag.overtaken_at(inp)
-    return seen_above is not None and seen_above > inp.commit_last_seen
 
 
 @dataclass
@@ -117,6 +100,13 @@ class Sampler:
         self._missing_once: set[str] = set()
         self.last_result = SampleResult()
         self.log_starts: dict[tuple[str, int], int] = {}  # of the latest heads fetch (figures)
+        # The schedule (see the module docstring): a monotonic time built from the steps' `now`,
+        # when each group/topic is next due for storing and evaluating on it, and the last
+        # commits fetched per partition (to tell a moved commit from a static one).
+        self._sched: float | None = None
+        self._last_now: float | None = None
+        self._due: dict[tuple[str, str], float] = {}
+        self._seen_commits: Commits = {}
 
     # ----------------------------------------------------------------- helpers
     def _monitored_topics(self, metadata: dict[str, int]) -> dict[str, int]:
@@ -128,22 +118,57 @@ class Sampler:
         kept, self._excluded_groups = split_excluded(listed, self.cfg.exclude.groups)
         return set(kept)
 
-    def _due_groups(self, groups: set[str], now: float) -> list[str]:
-        """Groups with any group/topic due, and new groups (their topics are unknown yet)."""
-        # Slack so a wake-up a few milliseconds early does not skip a whole interval.
-        horizon = now + 0.05 * self.mon.sample_interval_seconds
-        next_due: dict[str, float] = {}
-        for (group, _topic), status in self.statuses.items():
-            due_at = status.next_sample if status.next_sample is not None else now
-            next_due[group] = min(next_due.get(group, due_at), due_at)
-        return sorted(g for g in groups if next_due.get(g, now) <= horizon)
-
-    def _interval(self, state: str) -> float:
+    def interval(self, state: str) -> float:
         return states.sample_interval(
             states.State(state),
             self.mon.sample_interval_seconds,
             self.mon.offline_sample_interval_seconds,
         )
+
+    def _schedule_time(self, now: float) -> float:
+        """A clock that follows `now` forward and never goes back: a wall-clock step back
+        leaves it where it was, and from there it moves with `now` again."""
+        if self._sched is None or self._last_now is None:
+            self._sched = now
+        else:
+            self._sched += max(0.0, now - self._last_now)
+        self._last_now = now
+        return self._sched
+
+    def _due_at(self, key: GroupTopic, status: GroupStatus | None, now: float, sched: float) -> float:
+        """When a group/topic is due on the schedule clock; from the database's next_sample
+        (wall time) the first time, clamped into [now, now + its interval]."""
+        due = self._due.get(key)
+        if due is None:
+            if status is None or status.next_sample is None:
+                due = sched
+            else:
+                ahead = min(max(0.0, status.next_sample - now), self.interval(status.state))
+                due = sched + ahead
+            self._due[key] = due
+        return due
+
+    def _choose(
+        self, commits: Commits, answered: set[GroupTopic], now: float, sched: float
+    ) -> tuple[Commits, set[GroupTopic]]:
+        """The group/topics this sample stores and evaluates, and their commits: every
+        ONLINE or new one, and an OFFLINE/RECOVERING one when its coarse interval is due or
+        its commit moved since the last fetch (a resumed group, a new partition)."""
+        moved = {(g, t) for (g, t, p), o in commits.items() if self._seen_commits.get((g, t, p)) != o}
+        fetched_groups = {g for (g, _t) in answered}
+        self._seen_commits = {
+            k: o for k, o in self._seen_commits.items() if k[0] not in fetched_groups
+        } | commits
+        horizon = sched + 0.05 * self.mon.sample_interval_seconds  # a wake-up a little early
+        chosen: set[GroupTopic] = set()
+        for key in answered:
+            status = self.statuses.get(key)
+            fine = status is None or status.state == states.State.ONLINE.value or key in moved
+            if fine or self._due_at(key, status, now, sched) <= horizon:
+                chosen.add(key)
+        kept = {k: o for k, o in commits.items() if (k[0], k[1]) in chosen}
+        self._due = {k: v for k, v in self._due.items() if k in self.statuses}
+        return kept, chosen
 
     # -------------------------------------------------------------------- step
     def step(self, now: float) -> float:
@@ -152,12 +177,16 @@ class Sampler:
         next sample is due."""
         result = SampleResult()
         started = self._wall()
+        sched = self._schedule_time(now)
         topics, groups = self._list(now, result)
-        due = self._due_groups(groups, now)
-        commits, sampled_keys, commit_at, groups_answered = self._fetch_commits(due, topics)
+        fetched, answered, commit_at, groups_answered = self._fetch_commits(sorted(groups), topics)
+        commits, sampled_keys = self._choose(fetched, answered, now, sched)
         self._fetch_heads(topics, {t for (_g, t) in sampled_keys}, now, result)
+        at = max(now, self._wall())  # the data holds from here: after the commits and the heads
         advanced = self.store.record_commits(commits, commit_at) if commits else set()
-        self._update_states(sampled_keys, advanced, now, result)
+        update_states(self, sampled_keys, advanced, at, result)
+        for key in sampled_keys:
+            self._due[key] = sched + self.interval(self.statuses[key].state)
         result.groups_sampled = groups_answered
         self.last_result = result
         self.log.debug(
@@ -195,7 +224,7 @@ class Sampler:
     def _fetch_commits(
         self, due: list[str], topics: dict[str, int]
     ) -> tuple[Commits, set[GroupTopic], float, int]:
-        """2. committed offsets, every due group in flight at once. Returns the valid commits,
+        """2. committed offsets, every listed group in flight at once. Returns the valid commits,
         the group/topics they cover, when they were read and how many groups answered."""
         t0 = self._wall()
         committed, errors = self.client.committed(due) if due else ({}, {})
@@ -235,117 +264,6 @@ class Sampler:
         for topic in head_topics:
             self.topic_sampled[topic] = head_at
         result.partitions = len(heads)
-
-    def _read_anchors(self, inputs, result: SampleResult) -> set[tuple[str, str]]:
-        """Read the message timestamp at commits that fall below the head history or sit at an
-        idle head, all in one batch; returns the group/topics that got new anchors."""
-        wanted: dict[tuple[str, int, int], None] = {}
-        owners: dict[tuple[str, int, int], set[tuple[str, str]]] = {}
-        for inp in inputs:
-            if len(wanted) >= MAX_ANCHOR_READS:
-                break
-            if not (_below_history(inp) or _at_an_idle_head(inp)):
-                continue
-            if inp.anchor_below is not None and inp.anchor_below[0] == inp.committed:
-                continue
-            key = (inp.topic, inp.partition, inp.committed)
-            if key not in self.anchored:
-                wanted[key] = None
-                owners.setdefault(key, set()).add((inp.group_id, inp.topic))
-        if not wanted:
-            return set()
-        if len(self.anchored) > MAX_ANCHOR_READS * 5:
-            self.anchored.clear()  # bounded memory; at worst an anchor is read once more
-        budget = min(ANCHOR_BUDGET_MAX, max(ANCHOR_BUDGET_MIN, self.mon.sample_interval_seconds / 2))
-        found = self.client.message_times(list(wanted), budget=budget)
-        result.anchors_read = len(found)
-        anchors, gone, touched = [], 0, set()
-        for (topic, partition, committed), answer in found.items():
-            self.anchored.add((topic, partition, committed))
-            if answer is None:
-                continue
-            offset, ts = answer
-            anchors.append((topic, partition, offset, ts, offset == committed))
-            gone += offset != committed
-            touched |= owners[(topic, partition, committed)]
-        self.store.put_anchors(anchors)
-        self.log.info(
-            "anchored %d commits on their messages' timestamps%s",
-            len(anchors),
-            f" ({gone} messages gone: those lags are lower bounds)" if gone else "",
-        )
-        return touched
-
-    def _update_states(self, keys, advanced, now, result: SampleResult) -> None:
-        """4. evaluate: lag at sample time (anchors read where needed), then each state."""
-        if not keys:
-            return
-        inputs = self.store.lag_inputs(keys)
-        touched = self._read_anchors(inputs, result)
-        if touched:  # only those group/topics need their inputs again, now with anchors
-            inputs = [i for i in inputs if (i.group_id, i.topic) not in touched] + self.store.lag_inputs(
-                touched
-            )
-        summaries = timelag.group_summaries(inputs, keys)
-        lags = {k: timelag.group_lag_at(v, now) for k, v in summaries.items()}
-        figures_io.record_sample(self.store, inputs, summaries, self.log_starts, now, self.mon)
-        moved = {(g, t) for (g, t, _p) in advanced}
-        rows: list[GroupStatus] = []
-        transitions: list[Transition] = []
-        for key in sorted(keys):
-            lag = lags.get(key)
-            lag_seconds = lag.seconds if lag is not None else 0
-            status = self._evaluate(key, key in moved, lag_seconds, summaries.get(key), now, transitions)
-            self.statuses[key] = status
-            rows.append(status)
-        self.store.save_group_status(rows)
-        if transitions:
-            self.store.add_transitions(transitions)
-        result.transitions = transitions
-
-    def _evaluate(
-        self, key, advanced: bool, lag_seconds, summary, now: float, transitions: list
-    ) -> GroupStatus:
-        """One group/topic's next state from its previous status; a transition is appended."""
-        group, topic = key
-        prev = self.statuses.get(key)
-        prev_state = (
-            states.GroupState(states.State(prev.state), prev.since, prev.static_samples, prev.reason)
-            if prev is not None
-            else states.initial(now)
-        )
-        new = states.step(prev_state, advanced=advanced, lag_seconds=lag_seconds, now=now, t=self.thresholds)
-        if prev is None:
-            self.log.info(
-                "now monitoring group %s on topic %s (lag %ds)",
-                printable(group),
-                printable(topic),
-                lag_seconds,
-            )
-        elif states.transitioned(prev_state, new):
-            old_value, new_value = prev_state.state.value, new.state.value
-            transitions.append(Transition(group, topic, now, old_value, new_value, new.reason))
-            self.log.info(
-                "group %s topic %s: %s -> %s (%s)",
-                printable(group),
-                printable(topic),
-                old_value,
-                new_value,
-                new.reason,
-            )
-        return GroupStatus(
-            group_id=group,
-            topic=topic,
-            state=new.state.value,
-            since=new.since,
-            reason=new.reason,
-            static_samples=new.static_samples,
-            last_sampled=now,
-            next_sample=now + self._interval(new.state.value),
-            last_present=now,
-            lag_seconds=lag_seconds,
-            lag_summary=summary,
-        )
 
     def _mark_absent(self, groups: set[str], now: float) -> None:
         """Groups missing from two complete listings in a row go OFFLINE (and are purged later).
@@ -391,17 +309,12 @@ class Sampler:
                 self.log.info("topic %s was deleted: its history is dropped", printable(topic))
 
     def _next_delay(self, now: float) -> float:
-        """Seconds until the earliest due group/topic, at most one sample interval."""
-        interval = self.mon.sample_interval_seconds
-        # Only groups the cluster still lists are ever sampled again (absent ones wait for the purge).
-        due = [
-            s.next_sample
-            for (g, _t), s in self.statuses.items()
-            if s.next_sample is not None and g in self._present
-        ]
-        if not due:
-            return interval
-        return max(0.0, min(interval, min(due) - now))
+        """Seconds until the next sample: one sample interval (counted by the runtime from this
+        step's start). Every sample fetches every listed group's commits, so a group/topic that
+        is never sampled again (excluded, its offsets deleted, its fetch failing) or a status
+        loaded with a past next_sample cannot make the loop run faster; an OFFLINE group/topic
+        falls due at the first sample after its coarse interval."""
+        return max(float(self.mon.sample_interval_seconds), 0.0)
 
 
 def make_step(cfg, store, log):
