@@ -1,7 +1,7 @@
 """The deployment: the three stages under a REAL supervisord (supervisor 4.3).
 
-`lagmon run --config CFG --run-dir DIR` execs `supervisord -n` with a conf rendered by
-lagmon.supervisor into DIR; the committed top-level supervisord.conf is the same renderer
+`lagmon run --config CFG --run-dir DIR` runs `supervisord -n` as its watched child
+(lagmon.runner) with a conf rendered by lagmon.supervisor into DIR; the committed top-level supervisord.conf is the same renderer
 for a checkout. Every wait here is bounded; run dirs are short /tmp paths because a unix
 socket path is limited to 107 bytes.
 """
@@ -106,6 +106,38 @@ def cmdlines() -> dict[int, str]:
     return out
 
 
+def ppid(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return int(fh.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def descendants(root: int) -> dict[int, str]:
+    """Every live process under root (children, their children, ...) -> its command line."""
+    cmds = cmdlines()
+    parents = {pid: ppid(pid) for pid in cmds}
+    found: dict[int, str] = {}
+    frontier = [root]
+    while frontier:
+        parent = frontier.pop()
+        for pid, pp in parents.items():
+            if pp == parent and pid not in found and alive(pid):
+                found[pid] = cmds[pid]
+                frontier.append(pid)
+    return found
+
+
+def supervisord_pid(d: Deployment) -> int:
+    """The supervisord child of a `lagmon run`."""
+    return wait_for(
+        lambda: next((p for p, c in descendants(d.proc.pid).items() if "supervisord" in c), 0),
+        30,
+        what="the supervisord child of lagmon run",
+    )
+
+
 def strays(run_dir: Path, config: Path) -> dict[int, str]:
     me = os.getpid()
     needles = [str(run_dir)] + [f"processes.{s} --config {config}" for s in STAGES]
@@ -139,7 +171,7 @@ class Deployment:
         return "\n".join(parts)
 
     def terminate(self, timeout: float = 60.0) -> int:
-        """SIGTERM supervisord (lagmon run exec'd it) and wait; the exit code."""
+        """SIGTERM `lagmon run` (it stops supervisord and the stages) and wait; the exit code."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         try:
@@ -389,7 +421,7 @@ def unreachable_config(base: Path) -> Path:
 
 
 @pytest.mark.supervisord
-def test_config_error_makes_the_stage_fatal_not_restarted_forever(deploy):
+def test_config_error_makes_the_stage_fatal_and_lagmon_run_exit_2(deploy):
     base = short_dir()
     config = unreachable_config(base)
     d = deploy(config, base / "run")
@@ -398,32 +430,63 @@ def test_config_error_makes_the_stage_fatal_not_restarted_forever(deploy):
     config.write_text(good.replace("report_interval_seconds: 1", "report_interval_seconds: -1"))
     os.kill(pids["reporter"], signal.SIGKILL)  # it restarts, now reading the broken file
     started = time.monotonic()
-    wait_states(d.conf, {"reporter": "FATAL", "sampler": "RUNNING", "housekeeper": "RUNNING"}, FATAL_TIMEOUT)
+    try:
+        code = d.proc.wait(FATAL_TIMEOUT + supervisor.STOPWAITSECS)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"lagmon run still running with the reporter broken\n{d.logs()}") from None
     took = time.monotonic() - started
+    out = d.out_path.read_text()
+    assert code == 2, d.logs()
+    assert "reporter (exit 2) could not start" in out and "exit 2" in out, out
     sup_log = (d.run_dir / "logs" / "supervisord.log").read_text()
     assert (
         len(re.findall(r"exited: reporter \(exit status 2; not expected\)", sup_log))
         == 1 + supervisor.STARTRETRIES
     )
+    assert sup_log.count("spawned: 'reporter'") == 2 + supervisor.STARTRETRIES  # the first start, then 1 + 3
     assert "gave up: reporter entered FATAL state" in sup_log
+    for stage in ("sampler", "housekeeper"):  # the others were stopped cleanly, not left running
+        assert re.search(rf"stopped: {stage} \(exit status 0\)", sup_log), sup_log
+        assert not alive(pids[stage])
     rep_log = (d.run_dir / "logs" / "reporter.log").read_text()
     assert "config error: monitoring.report_interval_seconds" in rep_log
-    # and it stays FATAL: no more attempts
-    time.sleep(3)
-    assert states(d.conf)["reporter"] == "FATAL"
-    assert (d.run_dir / "logs" / "supervisord.log").read_text().count(
-        "spawned: 'reporter'"
-    ) == 2 + supervisor.STARTRETRIES
-    # the operator fixes the file and starts it again
-    config.write_text(good)
-    out = ctl(d.conf, "start", "lagmon:reporter")
-    assert out.returncode == 0, out.stdout + out.stderr
-    assert states(d.conf)["reporter"] == "RUNNING"
-    assert (stage_pid(d.conf, "sampler"), stage_pid(d.conf, "housekeeper")) == (
-        pids["sampler"],
-        pids["housekeeper"],
-    )
-    print(f"reporter FATAL {took:.1f} s after the broken restart")
+    print(f"lagmon run exited 2 {took:.1f} s after the broken restart")
+
+
+@pytest.mark.supervisord
+def test_an_unusable_database_makes_lagmon_run_exit_3(deploy):
+    base = short_dir()
+    config = unreachable_config(base)
+    foreign = b"not a database, someone else's file\n" * 50
+    (base / "state.db").write_bytes(foreign)
+    started = time.monotonic()
+    d = deploy(config, base / "run")
+    try:
+        code = d.proc.wait(FATAL_TIMEOUT + supervisor.STOPWAITSECS)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"lagmon run still running with every stage failing\n{d.logs()}") from None
+    took = time.monotonic() - started
+    assert code == 3, d.logs()
+    sup_log = (d.run_dir / "logs" / "supervisord.log").read_text()
+    assert "exit status 3; not expected" in sup_log and "entered FATAL state" in sup_log
+    assert "database error" in (d.run_dir / "logs" / "sampler.log").read_text()
+    assert (base / "state.db").read_bytes() == foreign  # untouched
+    assert not (base / "lag.json").exists()
+    print(f"lagmon run exited 3 {took:.1f} s after it started")
+
+
+@pytest.mark.supervisord
+def test_a_second_signal_stops_lagmon_run_at_once_with_128_plus_n(deploy):
+    base = short_dir()
+    config = unreachable_config(base)
+    d = deploy(config, base / "run")
+    pids = wait_running(d.conf)
+    tree = descendants(d.proc.pid)
+    d.proc.send_signal(signal.SIGTERM)
+    d.proc.send_signal(signal.SIGTERM)
+    assert d.proc.wait(30) == 128 + signal.SIGTERM, d.logs()
+    wait_for(lambda: not any(alive(p) for p in tree), 15, interval=0.1, what=f"{tree} to exit")
+    assert not any(alive(p) for p in pids.values())
 
 
 def test_lagmon_run_refuses_a_socket_path_too_long(tmp_path):

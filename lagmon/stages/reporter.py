@@ -59,7 +59,10 @@ class Reporter:
     def step(self, now: float) -> float:
         rows = self.rows(now)
         monitor = report.build_monitor(
-            self.store.stage_states(), now=now, sample_interval=self.cfg.monitoring.sample_interval_seconds
+            self.store.stage_states(),
+            now=now,
+            sample_interval=self.cfg.monitoring.sample_interval_seconds,
+            request_timeout=self.cfg.kafka.request_timeout_seconds,
         )
         started = time.perf_counter()
         report.write_report(

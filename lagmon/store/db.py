@@ -372,3 +372,13 @@ class Store(Database):
 
     def integrity_check(self) -> str:
         return "\n".join(r[0] for r in self._conn.execute("PRAGMA integrity_check"))
+
+    def stage_started(self, stage: str, *, pid: int, started_at: float, interval: float) -> None:
+        """A stage process started: its pid, started_at and heartbeat; success and error kept."""
+        with self._write() as db:
+            db.execute(
+                """INSERT INTO stage_state(stage, pid, started_at, heartbeat_at, interval) VALUES (?, ?, ?, ?, ?)
+                   ON CONFLICT(stage) DO UPDATE SET pid = excluded.pid, started_at = excluded.started_at,
+                       heartbeat_at = excluded.heartbeat_at, interval = excluded.interval""",
+                (stage, pid, started_at, started_at, interval),
+            )
