@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -26,6 +27,7 @@ from lagmon import exits, instance
 
 POLL_SECONDS = 1.0
 RPC_TIMEOUT = 10.0
+LOG_TAIL_BYTES = 65536
 # How long `lagmon run` waits for the stages of a killed supervisord to stop (their hard-exit
 # bound after losing their parent is 5 s) before it refuses to start a second set.
 ORPHANS_TIMEOUT = 15.0
@@ -67,12 +69,23 @@ def _proxy(sock_path: str) -> Any:
 
 
 def fatal_stages(sock_path: str) -> dict[str, int] | None:
-    """stage -> last exit status of each FATAL stage; None while supervisord does not answer."""
+    """stage -> last exit status of each FATAL stage; None while supervisord does not answer.
+
+    supervisord forgets the status of an exit "too quickly" (getProcessInfo says 0), which is
+    exactly how a stage that cannot start ends, so the status comes from its own log line
+    ``exited: <stage> (exit status N; not expected)``, read over the same socket."""
     try:
-        infos = _proxy(sock_path).supervisor.getAllProcessInfo()
+        proxy = _proxy(sock_path)
+        infos = proxy.supervisor.getAllProcessInfo()
+        fatal = [i["name"] for i in infos if i.get("statename") == "FATAL"]
+        text = str(proxy.supervisor.readLog(-LOG_TAIL_BYTES, 0)) if fatal else ""
     except (OSError, xmlrpc.client.Error):
         return None
-    return {i["name"]: int(i.get("exitstatus") or 0) for i in infos if i.get("statename") == "FATAL"}
+    out = {}
+    for name in fatal:
+        codes = re.findall(rf"exited: {re.escape(name)} \(exit status (\d+); not expected\)", text)
+        out[name] = int(codes[-1]) if codes else exits.EXIT_FAILED
+    return out
 
 
 def exit_code_for(fatal: dict[str, int]) -> int:
