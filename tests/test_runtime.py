@@ -580,3 +580,33 @@ def test_stage_main_process_sigterm_exits_0_and_records_heartbeat(tmp_path):
 def test_printable_escapes_only_non_printable_characters(text, shown):
     assert runtime.printable(text) == shown
     assert runtime.printable(text).isprintable()
+
+
+def test_the_start_is_recorded_before_the_first_step_ends(tmp_path):
+    """issue 11, item 13: the reporter can tell "starting" from "stale" during the first step."""
+    seen = []
+    with Store(str(tmp_path / "state.db")) as store:
+
+        def step(now):
+            row = store.stage_states().get("sampler")
+            seen.append(row)
+
+        assert run_stage("sampler", step, interval=5, store=store, once=True, stop=StopFlag()) == 0
+        after = store.stage_states()["sampler"]
+    assert seen[0] is not None and seen[0].pid == os.getpid()
+    assert seen[0].last_success is None and seen[0].last_error is None
+    assert after.last_success is not None and after.started_at == seen[0].started_at
+
+
+def test_a_second_copy_of_a_stage_exits_4_naming_the_database_and_pid(tmp_path, capsys, restore_root_logging):
+    from lagmon import instance
+
+    cfg_path = str(write_config(tmp_path, "localhost:9092", fast=False))
+    held = instance.hold(str(tmp_path / "state.db"), "sampler")
+    try:
+        assert runtime.stage_main("sampler", None, ["--config", cfg_path]) == 4
+    finally:
+        held.release()
+    err = capsys.readouterr().err
+    assert str(tmp_path / "state.db") in err and f"pid {os.getpid()}" in err
+    assert not (tmp_path / "state.db").exists()  # refused before the database was opened
