@@ -2,7 +2,7 @@
 
 main() is thin: parse the arguments, dispatch through COMMANDS, return the exit code
 (lagmon.exits: 0 success, 1 stale data (status), 2 usage or configuration error,
-3 database error). `python -m lagmon --config PATH` is `lagmon run --config PATH`.
+3 database error, 4 another lagmon already runs on the run dir or the database). `python -m lagmon --config PATH` is `lagmon run --config PATH`.
 """
 
 from __future__ import annotations
@@ -16,8 +16,16 @@ from typing import Any
 
 import yaml
 
-from lagmon import __version__, config, report, supervisor
-from lagmon.exits import EXIT_CONFIG, EXIT_DATABASE, EXIT_FAILED, EXIT_OK, config_error, database_error
+from lagmon import __version__, config, instance, report, runner, supervisor
+from lagmon.exits import (
+    EXIT_CONFIG,
+    EXIT_DATABASE,
+    EXIT_FAILED,
+    EXIT_LOCKED,
+    EXIT_OK,
+    config_error,
+    database_error,
+)
 from lagmon.stages.reporter import Reporter
 from lagmon.stages.runtime import printable
 from lagmon.store import Store, StoreError
@@ -55,7 +63,8 @@ def check_config(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    """supervisord in the foreground with the three stages (exec, so signals reach it)."""
+    """supervisord in the foreground with the three stages, watched by lagmon.runner: exit 0
+    on SIGTERM/SIGINT, or a FATAL stage's code (2 config, 3 database, 4 locked)."""
     cfg = load_config(args.config)
     if cfg is None:
         return EXIT_CONFIG
@@ -69,6 +78,20 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_CONFIG
+    owner = runner.socket_owner(socket, os.path.join(run_dir, "supervisord.pid"))
+    if owner is not None:
+        who = f"supervisord pid {owner}" if owner > 0 else "a live supervisord"
+        print(
+            f"run error: lagmon is already running in {run_dir} ({who} answers on {socket}); "
+            "stop it first (SIGTERM to its `lagmon run`) or choose another --run-dir",
+            file=sys.stderr,
+        )
+        return EXIT_LOCKED
+    # The stages of a supervisord that was killed are still stopping: give them their bound.
+    held = instance.wait_free(cfg.database.path, supervisor.STAGES, runner.ORPHANS_TIMEOUT)
+    if held is not None:
+        print(f"run error: {held}", file=sys.stderr)
+        return EXIT_LOCKED
     log_dir = os.path.join(run_dir, "logs")
     os.makedirs(log_dir, exist_ok=True)
     layout = supervisor.Layout(
@@ -86,8 +109,7 @@ def run(args: argparse.Namespace) -> int:
     os.environ["LAGMON_CONFIG"] = layout.config
     print(f"lagmon: supervisord with {', '.join(supervisor.STAGES)}; logs in {log_dir}", file=sys.stderr)
     sys.stderr.flush()
-    os.execv(sys.executable, [sys.executable, "-m", "supervisor.supervisord", "-n", "-c", conf])
-    return EXIT_OK  # not reached
+    return runner.supervise(conf, socket)
 
 
 # --------------------------------------------------------------------------- status
@@ -161,6 +183,9 @@ def _headline(rows: list[report.ConsumerRow], monitor: dict, stages: dict, now: 
             f"STALE: {printable(reason)}",
             "       the lags below are computed from the last samples taken and may be out of date",
         ]
+    elif monitor.get("starting"):
+        reason = monitor.get("starting_reason", "the sampler has not completed its first sample yet")
+        lines.append(f"STARTING: {printable(reason)}")
     reporter = stages.get("reporter")
     if reporter is not None and reporter.last_error and _current_error(reporter):
         lines += [
@@ -206,7 +231,12 @@ def status(args: argparse.Namespace) -> int:
         stages = store.stage_states()
     finally:
         store.close()
-    monitor = report.build_monitor(stages, now=now, sample_interval=cfg.monitoring.sample_interval_seconds)
+    monitor = report.build_monitor(
+        stages,
+        now=now,
+        sample_interval=cfg.monitoring.sample_interval_seconds,
+        request_timeout=cfg.kafka.request_timeout_seconds,
+    )
     headline = _headline(rows, monitor, stages, now)
     if headline:
         print(headline)

@@ -16,10 +16,15 @@ from __future__ import annotations
 import ctypes
 import errno
 import fcntl
+import logging
 import os
 import signal
+import sys
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
+
+from lagmon import exits
 
 PR_SET_PDEATHSIG = 1
 PARENT_POLL_SECONDS = 0.5
@@ -98,3 +103,45 @@ def _set_parent_death_signal(signum: int) -> bool:
         return libc.prctl(PR_SET_PDEATHSIG, int(signum), 0, 0, 0) == 0
     except (OSError, AttributeError):
         return False
+
+
+def hold_or_exit_code(db_path: str, stage: str) -> InstanceLock | int:
+    """hold(), or the exit code after printing why not on stderr: EXIT_LOCKED when another
+    copy holds the lock, EXIT_DATABASE when the lock file cannot be created."""
+    try:
+        return hold(db_path, stage)
+    except AlreadyRunning as exc:
+        print(f"lagmon-{stage}: {exc}", file=sys.stderr)
+        return exits.EXIT_LOCKED
+    except OSError as exc:
+        return exits.database_error(f"{lock_path(db_path, stage)}: cannot create the lock file: {exc}")
+
+
+def stop_when_orphaned(stop: Callable[[], None], log: logging.Logger, *, bound: float) -> None:
+    """When the parent dies: call stop() (the stage finishes its step and exits as on SIGTERM),
+    and exit hard after ``bound`` seconds if it has not by then. SQLite (WAL) and lag.json
+    (temp file, rename) stay intact however the process ends."""
+
+    def on_orphan() -> None:
+        log.warning("the parent process died (supervisord gone?): stopping")
+        stop()
+        timer = threading.Timer(bound, os._exit, args=(exits.EXIT_FAILED,))
+        timer.daemon = True
+        timer.start()
+
+    watch_parent(on_orphan)
+
+
+def wait_free(db_path: str, stages: Sequence[str], timeout: float) -> AlreadyRunning | None:
+    """Wait up to ``timeout`` seconds for no process to hold any stage's lock on db_path (the
+    orphans of a killed supervisord are stopping); the refusal of a lock still held, or None."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            for stage in stages:
+                hold(db_path, stage).release()
+            return None
+        except AlreadyRunning as exc:
+            if time.monotonic() >= deadline:
+                return exc
+        time.sleep(0.2)

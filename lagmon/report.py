@@ -188,6 +188,7 @@ def build_monitor(
     *,
     now: float,
     sample_interval: float,
+    request_timeout: float = 0.0,
     stage_figures: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict:
     """Self-health section from store.stage_states() (and store.stage_figures(): the
@@ -196,6 +197,12 @@ def build_monitor(
     stale is True when the sampler has not completed a sample within
     STALE_AFTER_INTERVALS * sample_interval seconds of ``now`` (no sampler row,
     or no success ever, is stale too); then "stale_reason" says why.
+
+    starting is True (and stale False) while the sampler process has started
+    (its started_at) but not completed a sample since, for up to
+    STALE_AFTER_INTERVALS * sample_interval + request_timeout seconds after that
+    start; then "starting_reason" says so. A restart does not page anyone; a
+    sampler that has not sampled after that window is stale as before.
     """
     out_stages = {}
     for name in sorted(stages):
@@ -211,7 +218,7 @@ def build_monitor(
         }
 
     limit = STALE_AFTER_INTERVALS * sample_interval
-    reason = None
+    reason = starting = None
     sampler = stages.get("sampler")
     if sampler is None:
         reason = "the sampler has never run (no heartbeat recorded)"
@@ -219,9 +226,26 @@ def build_monitor(
         last_success = _field(sampler, "last_success")
         last_error = _field(sampler, "last_error")
         last_error_at = _field(sampler, "last_error_at")
+        started_at = _field(sampler, "started_at")
         if last_success is not None and (last_error_at is None or last_error_at < last_success):
             last_error = None  # the store keeps the last error after a recovery: it is history
-        if last_success is None:
+        if last_error_at is not None and started_at is not None and last_error_at < started_at:
+            error_now = None  # an error of an earlier run of the sampler
+        else:
+            error_now = last_error
+        window = limit + max(0.0, float(request_timeout))
+        if (
+            started_at is not None
+            and (last_success is None or last_success < started_at)
+            and 0 <= now - started_at <= window
+        ):
+            starting = (
+                f"the sampler started {coerce_lag(now - started_at)} s ago and has not completed "
+                f"its first sample yet (stale if none within {window:g} s of its start)"
+            )
+            if error_now:
+                starting += f"; last error: {error_now}"
+        elif last_success is None:
             reason = "the sampler has not completed a sample yet"
             if last_error:
                 reason += f" (last error: {last_error})"
@@ -235,9 +259,11 @@ def build_monitor(
             if last_error:
                 reason += f"; last error: {last_error}"
 
-    monitor: dict = {"stale": reason is not None}
+    monitor: dict = {"stale": reason is not None, "starting": starting is not None}
     if reason is not None:
         monitor["stale_reason"] = reason
+    if starting is not None:
+        monitor["starting_reason"] = starting
     monitor["stages"] = out_stages
     sampler_figures = (stage_figures or {}).get("sampler")
     if sampler_figures:

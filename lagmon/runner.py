@@ -14,16 +14,23 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import xmlrpc.client
 from collections.abc import Sequence
+from typing import Any
 
 from lagmon import exits, instance
 
 POLL_SECONDS = 1.0
+RPC_TIMEOUT = 10.0
+LOG_TAIL_BYTES = 65536
+# How long `lagmon run` waits for the stages of a killed supervisord to stop (their hard-exit
+# bound after losing their parent is 5 s) before it refuses to start a second set.
+ORPHANS_TIMEOUT = 15.0
 STOP_TIMEOUT = 90.0  # supervisord's stopwaitsecs (30 s) per stage, stopped in parallel, plus margin
 
 
@@ -46,20 +53,39 @@ def socket_owner(sock_path: str, pid_path: str) -> int | None:
         return -1
 
 
-def _proxy(sock_path: str):
-    from supervisor.xmlrpc import SupervisorTransport
+def _proxy(sock_path: str) -> Any:
+    """An XML-RPC proxy to supervisord whose calls time out (a hung supervisord cannot hang us)."""
+    from supervisor.xmlrpc import SupervisorTransport, UnixStreamHTTPConnection
+
+    class TimedConnection(UnixStreamHTTPConnection):
+        def connect(self) -> None:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.settimeout(RPC_TIMEOUT)
+            self.sock.connect(sock_path)
 
     transport = SupervisorTransport(serverurl=f"unix://{sock_path}")
+    transport._get_connection = lambda: TimedConnection("localhost")
     return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
 
 
 def fatal_stages(sock_path: str) -> dict[str, int] | None:
-    """stage -> last exit status of each FATAL stage; None while supervisord does not answer."""
+    """stage -> last exit status of each FATAL stage; None while supervisord does not answer.
+
+    supervisord forgets the status of an exit "too quickly" (getProcessInfo says 0), which is
+    exactly how a stage that cannot start ends, so the status comes from its own log line
+    ``exited: <stage> (exit status N; not expected)``, read over the same socket."""
     try:
-        infos = _proxy(sock_path).supervisor.getAllProcessInfo()
+        proxy = _proxy(sock_path)
+        infos = proxy.supervisor.getAllProcessInfo()
+        fatal = [i["name"] for i in infos if i.get("statename") == "FATAL"]
+        text = str(proxy.supervisor.readLog(-LOG_TAIL_BYTES, 0)) if fatal else ""
     except (OSError, xmlrpc.client.Error):
         return None
-    return {i["name"]: int(i.get("exitstatus") or 0) for i in infos if i.get("statename") == "FATAL"}
+    out = {}
+    for name in fatal:
+        codes = re.findall(rf"exited: {re.escape(name)} \(exit status (\d+); not expected\)", text)
+        out[name] = int(codes[-1]) if codes else exits.EXIT_FAILED
+    return out
 
 
 def exit_code_for(fatal: dict[str, int]) -> int:
@@ -83,42 +109,60 @@ def supervise(conf: str, sock_path: str, *, argv: Sequence[str] | None = None) -
 
     def forward(signum: int, _frame: object) -> None:
         stopping.append(signum)
+        if len(stopping) >= 2:  # a second signal: stop now (each stage then exits at once too)
+            os.write(2, f"lagmon: second signal {signum}, exiting now\n".encode())
+            with contextlib.suppress(ProcessLookupError):
+                child.kill()
+            raise _SecondSignal(128 + signum)
         with contextlib.suppress(ProcessLookupError):
             child.send_signal(signal.SIGTERM if signum == signal.SIGHUP else signum)
 
     old = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
     try:
-        while True:
-            try:
-                rc = child.wait(POLL_SECONDS)
-            except subprocess.TimeoutExpired:
-                rc = None
-            if rc is not None:
-                if stopping:
-                    return exits.EXIT_OK if rc in (0, -signal.SIGTERM, -signal.SIGINT) else exits.EXIT_FAILED
-                print(f"lagmon: supervisord exited unexpectedly (status {rc})", file=sys.stderr)
-                return exits.EXIT_FAILED
-            if stopping:
-                continue
-            fatal = fatal_stages(sock_path)
-            if fatal:
-                code = exit_code_for(fatal)
-                names = ", ".join(f"{s} (exit {c})" for s, c in sorted(fatal.items()))
-                print(
-                    f"lagmon: {names} could not start and supervisord gave up (FATAL); see the stage logs. "
-                    f"Stopping everything, exit {code}",
-                    file=sys.stderr,
-                )
-                child.send_signal(signal.SIGTERM)
-                try:
-                    child.wait(STOP_TIMEOUT)
-                except subprocess.TimeoutExpired:
-                    child.kill()
-                    child.wait(10)
-                return code
+        return _watch(child, sock_path, stopping)
+    except _SecondSignal as exc:
+        return exc.code
     finally:
         for s, handler in old.items():
             signal.signal(s, handler)
         if child.poll() is None:  # an exception above: never leave supervisord behind
             child.kill()
             child.wait(10)
+
+
+class _SecondSignal(Exception):
+    def __init__(self, code: int):
+        super().__init__(code)
+        self.code = code
+
+
+def _watch(child: subprocess.Popen, sock_path: str, stopping: list[int]) -> int:
+    """Wait for supervisord to exit, or for a FATAL stage (then stop supervisord); the exit code."""
+    while True:
+        try:
+            rc = child.wait(POLL_SECONDS)
+        except subprocess.TimeoutExpired:
+            rc = None
+        if rc is not None:
+            if stopping:
+                return exits.EXIT_OK if rc in (0, -signal.SIGTERM, -signal.SIGINT) else exits.EXIT_FAILED
+            print(f"lagmon: supervisord exited unexpectedly (status {rc})", file=sys.stderr)
+            return exits.EXIT_FAILED
+        if stopping:
+            continue
+        fatal = fatal_stages(sock_path)
+        if fatal:
+            code = exit_code_for(fatal)
+            names = ", ".join(f"{s} (exit {c})" for s, c in sorted(fatal.items()))
+            print(
+                f"lagmon: {names} could not start and supervisord gave up (FATAL); see the stage logs. "
+                f"Stopping everything, exit {code}",
+                file=sys.stderr,
+            )
+            child.send_signal(signal.SIGTERM)
+            try:
+                child.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait(10)
+            return code

@@ -311,3 +311,17 @@ def test_control_characters_in_group_ids_and_topics_are_escaped_in_the_table(tmp
     header = next(i for i, line in enumerate(lines) if line.startswith("GROUP"))
     table = lines[header + 1 : lines.index("", header)]
     assert len(table) == 5, out.stdout  # the three groups of fill() and the two hostile ones
+
+
+def test_a_sampler_that_just_started_is_starting_not_stale_exit_0(tmp_path):
+    """issue 11, item 13: a restart before the first sample lands pages no one."""
+    cfg = write_config(tmp_path, fast=False, monitoring=MONITORING)
+    now = time.time()
+    fill(str(tmp_path / "state.db"), now, sampler_success_age=7200)  # the last run's sample is old
+    with Store(str(tmp_path / "state.db")) as store:
+        store.stage_started("sampler", pid=4242, started_at=now - 10, interval=SAMPLE)
+    out = status(cfg)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.startswith("STARTING: the sampler started"), out.stdout
+    assert "STALE" not in out.stdout
+    assert table_rows(out.stdout)["sampler"][1] == "4242"

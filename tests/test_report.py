@@ -334,3 +334,55 @@ def test_monitor_error_times_and_mapping_rows():
     )
     s = mon["stages"]["sampler"]
     assert s["last_error"] == "x" and s["last_error_at"] == "2026-02-18T11:59:00Z"
+
+
+# ----------------------------------------------------------------- monitor.starting (issue 11, item 13)
+
+
+def sampler_row(started_at, last_success=None, last_error=None, last_error_at=None):
+    return {
+        "sampler": FakeStage("sampler", 42, started_at, started_at, last_success, last_error, last_error_at)
+    }
+
+
+def test_monitor_starting_while_the_first_sample_is_pending():
+    # started 100 s ago, no sample yet: within 3 intervals (180 s) + the request timeout (10 s)
+    mon = build_monitor(sampler_row(T0 - 100), now=T0, sample_interval=60, request_timeout=10)
+    assert mon["stale"] is False and mon["starting"] is True
+    assert "stale_reason" not in mon
+    assert "has not completed its first sample" in mon["starting_reason"]
+    # a restart: the previous run's sample is old, this run has not sampled yet
+    mon = build_monitor(sampler_row(T0 - 5, last_success=T0 - 7200), now=T0, sample_interval=60)
+    assert (mon["stale"], mon["starting"]) == (False, True)
+    # a first attempt failed: still starting, the error shown
+    mon = build_monitor(
+        sampler_row(T0 - 30, last_error="KafkaUnavailable: down", last_error_at=T0 - 20),
+        now=T0,
+        sample_interval=60,
+        request_timeout=10,
+    )
+    assert (mon["stale"], mon["starting"]) == (False, True)
+    assert "KafkaUnavailable: down" in mon["starting_reason"]
+
+
+def test_monitor_stale_after_the_starting_window():
+    mon = build_monitor(
+        sampler_row(T0 - 191, last_error="KafkaUnavailable: down", last_error_at=T0 - 1),
+        now=T0,
+        sample_interval=60,
+        request_timeout=10,
+    )
+    assert (mon["stale"], mon["starting"]) == (True, False)
+    assert "not completed a sample yet (last error: KafkaUnavailable: down)" in mon["stale_reason"]
+    # the edge: exactly the window is still starting
+    edge = build_monitor(sampler_row(T0 - 190), now=T0, sample_interval=60, request_timeout=10)
+    assert edge["starting"] is True
+
+
+def test_monitor_not_starting_once_sampled():
+    mon = build_monitor(sampler_row(T0 - 100, last_success=T0 - 50), now=T0, sample_interval=60)
+    assert (mon["stale"], mon["starting"]) == (False, False)
+    assert "starting_reason" not in mon
+    # sampled in this run, then nothing for more than 3 intervals: stale, not starting
+    mon = build_monitor(sampler_row(T0 - 1000, last_success=T0 - 900), now=T0, sample_interval=60)
+    assert (mon["stale"], mon["starting"]) == (True, False)

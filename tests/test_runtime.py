@@ -580,3 +580,49 @@ def test_stage_main_process_sigterm_exits_0_and_records_heartbeat(tmp_path):
 def test_printable_escapes_only_non_printable_characters(text, shown):
     assert runtime.printable(text) == shown
     assert runtime.printable(text).isprintable()
+
+
+def test_the_start_is_recorded_before_the_first_step_ends(tmp_path):
+    """issue 11, item 13: the reporter can tell "starting" from "stale" during the first step."""
+    seen = []
+    with Store(str(tmp_path / "state.db")) as store:
+
+        def step(now):
+            row = store.stage_states().get("sampler")
+            seen.append(row)
+
+        assert run_stage("sampler", step, interval=5, store=store, once=True, stop=StopFlag()) == 0
+        after = store.stage_states()["sampler"]
+    assert seen[0] is not None and seen[0].pid == os.getpid()
+    assert seen[0].last_success is None and seen[0].last_error is None
+    assert after.last_success is not None and after.started_at == seen[0].started_at
+
+
+def test_a_second_copy_of_a_stage_exits_4_naming_the_database_and_pid(tmp_path, capsys, restore_root_logging):
+    from lagmon import instance
+
+    cfg_path = str(write_config(tmp_path, "localhost:9092", fast=False))
+    held = instance.hold(str(tmp_path / "state.db"), "sampler")
+    try:
+        assert runtime.stage_main("sampler", None, ["--config", cfg_path]) == 4
+    finally:
+        held.release()
+    err = capsys.readouterr().err
+    assert str(tmp_path / "state.db") in err and f"pid {os.getpid()}" in err
+    assert not (tmp_path / "state.db").exists()  # refused before the database was opened
+
+
+def test_a_stage_crashing_in_every_first_step_keeps_its_first_start(tmp_path):
+    """A sampler restarted again and again before any step completes stays "starting" only for
+    the window counted from its first start, then goes stale (issue 11, item 13)."""
+    with Store(str(tmp_path / "state.db")) as store:
+        store.stage_started("sampler", pid=1, started_at=1000.0, interval=5)
+        store.stage_started("sampler", pid=2, started_at=1008.0, interval=5)  # crashed, restarted
+        store.stage_started("sampler", pid=3, started_at=1016.0, interval=5)
+        row = store.stage_states()["sampler"]
+        assert (row.pid, row.started_at, row.heartbeat_at) == (3, 1000.0, 1016.0)
+        store.stage_started("sampler", pid=4, started_at=5000.0, interval=5)  # long after: a new start
+        assert store.stage_states()["sampler"].started_at == 5000.0
+        store.heartbeat("sampler", pid=4, started_at=5000.0, at=5001.0, interval=5, success=True)
+        store.stage_started("sampler", pid=5, started_at=5003.0, interval=5)  # after a sample: a new start
+        assert store.stage_states()["sampler"].started_at == 5003.0

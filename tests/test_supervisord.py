@@ -1,7 +1,7 @@
 """The deployment: the three stages under a REAL supervisord (supervisor 4.3).
 
-`lagmon run --config CFG --run-dir DIR` execs `supervisord -n` with a conf rendered by
-lagmon.supervisor into DIR; the committed top-level supervisord.conf is the same renderer
+`lagmon run --config CFG --run-dir DIR` runs `supervisord -n` as its watched child
+(lagmon.runner) with a conf rendered by lagmon.supervisor into DIR; the committed top-level supervisord.conf is the same renderer
 for a checkout. Every wait here is bounded; run dirs are short /tmp paths because a unix
 socket path is limited to 107 bytes.
 """
@@ -106,6 +106,38 @@ def cmdlines() -> dict[int, str]:
     return out
 
 
+def ppid(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return int(fh.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def descendants(root: int) -> dict[int, str]:
+    """Every live process under root (children, their children, ...) -> its command line."""
+    cmds = cmdlines()
+    parents = {pid: ppid(pid) for pid in cmds}
+    found: dict[int, str] = {}
+    frontier = [root]
+    while frontier:
+        parent = frontier.pop()
+        for pid, pp in parents.items():
+            if pp == parent and pid not in found and alive(pid):
+                found[pid] = cmds[pid]
+                frontier.append(pid)
+    return found
+
+
+def supervisord_pid(d: Deployment) -> int:
+    """The supervisord child of a `lagmon run`."""
+    return wait_for(
+        lambda: next((p for p, c in descendants(d.proc.pid).items() if "supervisord" in c), 0),
+        30,
+        what="the supervisord child of lagmon run",
+    )
+
+
 def strays(run_dir: Path, config: Path) -> dict[int, str]:
     me = os.getpid()
     needles = [str(run_dir)] + [f"processes.{s} --config {config}" for s in STAGES]
@@ -139,7 +171,7 @@ class Deployment:
         return "\n".join(parts)
 
     def terminate(self, timeout: float = 60.0) -> int:
-        """SIGTERM supervisord (lagmon run exec'd it) and wait; the exit code."""
+        """SIGTERM `lagmon run` (it stops supervisord and the stages) and wait; the exit code."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         try:
@@ -170,7 +202,7 @@ def deploy():
         return d
 
     yield start
-    for d in started:
+    for d in started:  # all stopped first: two deployments may share a run dir
         try:
             if d.proc.poll() is None:
                 d.terminate()
@@ -178,16 +210,17 @@ def deploy():
             pass
         finally:
             d.kill()
-            # the stages must not outlive supervisord, whatever the test did
-            deadline = time.monotonic() + 10
-            while (leftover := strays(d.run_dir, d.config)) and time.monotonic() < deadline:
-                time.sleep(0.2)
-            for pid in leftover:  # processes this test started, by pid
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            assert not leftover, f"stray processes after the test: {leftover}"
+    for d in started:
+        # the stages must not outlive supervisord, whatever the test did
+        deadline = time.monotonic() + 10
+        while (leftover := strays(d.run_dir, d.config)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        for pid in leftover:  # processes this test started, by pid
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        assert not leftover, f"stray processes after the test: {leftover}"
     for d in started:
         shutil.rmtree(d.run_dir.parent, ignore_errors=True)
 
@@ -380,6 +413,87 @@ def test_sigterm_stops_lagmon_run_cleanly(traffic, deploy):
     assert read_report(base / "lag.json") is not None
 
 
+def wait_gone(pids, timeout: float) -> float:
+    """Seconds until none of pids is alive (AssertionError naming the survivors after timeout)."""
+    started = time.monotonic()
+    try:
+        wait_for(
+            lambda: not any(alive(p) for p in pids), timeout, interval=0.05, what="the processes to exit"
+        )
+    except TimeoutError:
+        left = {p: c for p, c in cmdlines().items() if p in pids and alive(p)}
+        raise AssertionError(f"still alive {timeout} s after losing their parent: {left}") from None
+    return time.monotonic() - started
+
+
+ORPHAN_TIMEOUT = 10.0  # a stage's hard-exit bound (5 s) after losing its parent, plus margin
+
+
+@pytest.mark.supervisord
+@pytest.mark.kafka
+def test_sigkilled_supervisord_leaves_no_orphans_and_one_copy_per_database(traffic, deploy):
+    bootstrap, _topic, group = traffic
+    base = short_dir()
+    config = write_config(base, bootstrap)
+    d = deploy(config, base / "run")
+    try:
+        pids = wait_running(d.conf)
+        read = lambda: read_report(base / "lag.json")  # noqa: E731
+        wait_for(lambda: consumer_row(read() or {"consumers": []}, group), 60, what=f"{group} in lag.json")
+        sup = supervisord_pid(d)
+        tree = descendants(sup)  # the stages, the sampler's offsets worker and its resource tracker
+        under_sampler = descendants(pids["sampler"])
+        assert any("resource_tracker" in c for c in under_sampler.values()), under_sampler
+        assert any("multiprocessing" in c and "resource_tracker" not in c for c in under_sampler.values()), (
+            under_sampler
+        )
+        assert set(pids.values()) <= set(tree), (pids, tree)
+
+        # 1. supervisord SIGKILLed, as the OOM killer does: everything under it exits
+        os.kill(sup, signal.SIGKILL)
+        took = wait_gone(set(tree), ORPHAN_TIMEOUT)
+        assert d.proc.wait(10) == 1  # lagmon run says supervisord died, exit 1
+        assert "supervisord exited unexpectedly" in d.out_path.read_text()
+        assert (d.run_dir / "supervisor.sock").exists()  # stale socket and pid file left behind
+
+        # 2. a new lagmon run over the stale socket and pid file starts cleanly
+        d2 = deploy(config, d.run_dir)
+        pids2 = wait_running(d2.conf)
+        assert not set(pids2.values()) & set(pids.values())
+        generated = (read() or {}).get("generated_at")
+        wait_for(lambda: (read() or {}).get("generated_at", "") > (generated or ""), 20, what="a new report")
+
+        # 3. a second lagmon run on the same run dir refuses: exit 4, naming the live supervisord
+        started = time.monotonic()
+        second = subprocess.run(
+            [sys.executable, "-m", "lagmon", "run", "--config", str(config), "--run-dir", str(d.run_dir)],
+            cwd=base,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert second.returncode == 4, second.stderr
+        assert "already running" in second.stderr and str(supervisord_pid(d2)) in second.stderr, second.stderr
+        assert time.monotonic() - started < 30
+
+        # 4. a stage started by hand while the supervised one runs: exit 4 naming the database and pid
+        by_hand = subprocess.run(
+            [sys.executable, "-m", "processes.sampler", "--config", str(config)],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert by_hand.returncode == 4, by_hand.stderr
+        assert str(base / "state.db") in by_hand.stderr, by_hand.stderr
+        assert f"pid {pids2['sampler']}" in by_hand.stderr, by_hand.stderr
+        assert wait_running(d2.conf) == pids2  # nothing disturbed
+        print(f"orphans gone {took:.2f} s after supervisord was SIGKILLed ({len(tree)} processes)")
+    except BaseException:
+        print(d.logs())
+        raise
+
+
 # --------------------------------------------------------------------------- without the broker
 
 
@@ -389,7 +503,7 @@ def unreachable_config(base: Path) -> Path:
 
 
 @pytest.mark.supervisord
-def test_config_error_makes_the_stage_fatal_not_restarted_forever(deploy):
+def test_config_error_makes_the_stage_fatal_and_lagmon_run_exit_2(deploy):
     base = short_dir()
     config = unreachable_config(base)
     d = deploy(config, base / "run")
@@ -398,32 +512,49 @@ def test_config_error_makes_the_stage_fatal_not_restarted_forever(deploy):
     config.write_text(good.replace("report_interval_seconds: 1", "report_interval_seconds: -1"))
     os.kill(pids["reporter"], signal.SIGKILL)  # it restarts, now reading the broken file
     started = time.monotonic()
-    wait_states(d.conf, {"reporter": "FATAL", "sampler": "RUNNING", "housekeeper": "RUNNING"}, FATAL_TIMEOUT)
+    try:
+        code = d.proc.wait(FATAL_TIMEOUT + supervisor.STOPWAITSECS)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"lagmon run still running with the reporter broken\n{d.logs()}") from None
     took = time.monotonic() - started
+    out = d.out_path.read_text()
+    assert code == 2, d.logs()
+    assert "reporter (exit 2) could not start" in out and "exit 2" in out, out
     sup_log = (d.run_dir / "logs" / "supervisord.log").read_text()
     assert (
         len(re.findall(r"exited: reporter \(exit status 2; not expected\)", sup_log))
         == 1 + supervisor.STARTRETRIES
     )
+    assert sup_log.count("spawned: 'reporter'") == 2 + supervisor.STARTRETRIES  # the first start, then 1 + 3
     assert "gave up: reporter entered FATAL state" in sup_log
+    for stage in ("sampler", "housekeeper"):  # the others were stopped cleanly, not left running
+        assert re.search(rf"stopped: {stage} \(exit status 0\)", sup_log), sup_log
+        assert not alive(pids[stage])
     rep_log = (d.run_dir / "logs" / "reporter.log").read_text()
     assert "config error: monitoring.report_interval_seconds" in rep_log
-    # and it stays FATAL: no more attempts
-    time.sleep(3)
-    assert states(d.conf)["reporter"] == "FATAL"
-    assert (d.run_dir / "logs" / "supervisord.log").read_text().count(
-        "spawned: 'reporter'"
-    ) == 2 + supervisor.STARTRETRIES
-    # the operator fixes the file and starts it again
-    config.write_text(good)
-    out = ctl(d.conf, "start", "lagmon:reporter")
-    assert out.returncode == 0, out.stdout + out.stderr
-    assert states(d.conf)["reporter"] == "RUNNING"
-    assert (stage_pid(d.conf, "sampler"), stage_pid(d.conf, "housekeeper")) == (
-        pids["sampler"],
-        pids["housekeeper"],
-    )
-    print(f"reporter FATAL {took:.1f} s after the broken restart")
+    print(f"lagmon run exited 2 {took:.1f} s after the broken restart")
+
+
+@pytest.mark.supervisord
+def test_an_unusable_database_makes_lagmon_run_exit_3(deploy):
+    base = short_dir()
+    config = unreachable_config(base)
+    foreign = b"not a database, someone else's file\n" * 50
+    (base / "state.db").write_bytes(foreign)
+    started = time.monotonic()
+    d = deploy(config, base / "run")
+    try:
+        code = d.proc.wait(FATAL_TIMEOUT + supervisor.STOPWAITSECS)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"lagmon run still running with every stage failing\n{d.logs()}") from None
+    took = time.monotonic() - started
+    assert code == 3, d.logs()
+    sup_log = (d.run_dir / "logs" / "supervisord.log").read_text()
+    assert "exit status 3; not expected" in sup_log and "entered FATAL state" in sup_log
+    assert "database error" in (d.run_dir / "logs" / "sampler.log").read_text()
+    assert (base / "state.db").read_bytes() == foreign  # untouched
+    assert not (base / "lag.json").exists()
+    print(f"lagmon run exited 3 {took:.1f} s after it started")
 
 
 def test_lagmon_run_refuses_a_socket_path_too_long(tmp_path):

@@ -20,11 +20,16 @@ if TYPE_CHECKING:
 
 def _committed_worker(settings: KafkaSettings, conn: Connection) -> None:
     """Child process: answers committed() requests from the sampler over a pipe, until the
-    pipe closes (the parent closed it or died). SIGINT (Ctrl-C reaches the whole process
+    pipe closes (the parent closed it or died) or the parent dies (instance.watch_parent: a
+    request in flight does not keep it alive). SIGINT (Ctrl-C reaches the whole process
     group) is ignored; SIGTERM ends it, as multiprocessing does at the parent's exit."""
     import signal
 
+    from lagmon import instance
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # The sampler SIGKILLed (or orphaned and gone): exit at once, no one will read the answers.
+    instance.watch_parent(lambda: os._exit(0))
     # stderr is the sampler's (supervisord's per-stage log): same shape as the stage's lines.
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     if os.environ.get("LAGMON_TEST_CRASH_COMMITTED"):  # test hook: crash like librdkafka#5040

@@ -111,6 +111,7 @@ class Reporter:
             self.store.stage_states(),
             now=now,
             sample_interval=self.cfg.monitoring.sample_interval_seconds,
+            request_timeout=self.cfg.kafka.request_timeout_seconds,
             stage_figures=self.store.stage_figures(),
         )
         started = time.perf_counter()

@@ -16,6 +16,7 @@ Exit codes (lagmon.exits):
     1    the --once step failed (or building the step failed)
     2    configuration error (each error printed on stderr; also bad arguments)
     3    database error (cannot open/create/migrate the SQLite file)
+    4    another copy of this stage already runs on this database (lagmon.instance)
     128+N  a second signal N arrived while stopping: exit at once (143 = SIGTERM)
 
 A step may raise ``Fatal(message, code)`` to stop the process at once with
@@ -27,6 +28,10 @@ in the stage's heartbeat row and retried with exponential backoff (1 s, 2 s,
 Signals: the first SIGTERM or SIGINT only sets a flag and wakes the waiting
 loop; the loop finishes the current step and exits 0.  A second signal exits
 immediately with ``os._exit(128 + signum)``.
+
+One copy, no orphans (lagmon.instance): a stage takes its lock beside the database before
+opening it (exit 4 naming the holder's pid when held) and stops as on SIGTERM when its
+parent dies, exiting hard after ORPHAN_EXIT_SECONDS if its step does not return.
 """
 
 from __future__ import annotations
@@ -43,10 +48,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from lagmon import instance
 from lagmon.exits import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, config_error, database_error
 
 BACKOFF_START = 1.0
 BACKOFF_MAX = 60.0
+# An orphaned stage (its parent died) gets this long to finish its step before it exits hard.
+ORPHAN_EXIT_SECONDS = 5.0
 
 LOG_FORMAT = "%(asctime)s %(levelname)s lagmon.{stage} %(message)s"
 
@@ -200,6 +208,15 @@ class _Heartbeat:
                 self.log.info("heartbeat recorded again")
             self.failing = None
 
+    def started(self) -> None:
+        """Record this process's start (pid, started_at) without claiming a success or an error."""
+        record = getattr(self.store, "stage_started", None)
+        try:
+            if record is not None:
+                record(self.stage, pid=self.pid, started_at=self.started_at, interval=self.interval)
+        except Exception as exc:
+            self.log.warning("could not record the start: %s", _describe(exc))
+
 
 def _backoff_cap(interval: float) -> float:
     return max(0.0, min(float(interval), BACKOFF_MAX))
@@ -279,6 +296,7 @@ def run_stage(
     """
     log = logging.getLogger(f"lagmon.{stage}")
     heartbeat = _Heartbeat(stage, store, log, wall(), interval)
+    heartbeat.started()  # the start is visible before the first step ends (monitor.starting)
     outage = _Outage(log, _backoff_cap(interval))
 
     while not stop.is_set():
@@ -347,29 +365,29 @@ def stage_main(stage: str, make_step: MakeStep, argv: list[str] | None = None) -
     """
     args = parse_args(stage, argv)
     log = setup_logging(stage, args.debug)
+    stop = StopFlag()
+    instance.stop_when_orphaned(stop.set, log, bound=ORPHAN_EXIT_SECONDS)
     cfg = _load_config(args.config, log)
     if cfg is None:
         return EXIT_CONFIG
+    lock = instance.hold_or_exit_code(cfg.database.path, stage)  # before the database is opened
+    if isinstance(lock, int):
+        return lock
     store_mod = importlib.import_module("lagmon.store")
     try:
         store = store_mod.Store(cfg.database.path)
     except store_mod.StoreError as exc:
+        lock.release()
         return database_error(exc)
-
-    stop = StopFlag()
     try:
         built = _build_step(stage, make_step, cfg, store, log)
         if isinstance(built, int):
             return built
         step, interval = built
         stop.install()
+        once = ", once" if args.once else ""
         log.info(
-            "started %s (pid %d, config %s, interval %g s%s)",
-            stage,
-            os.getpid(),
-            args.config,
-            interval,
-            ", once" if args.once else "",
+            "started %s (pid %d, config %s, interval %g s%s)", stage, os.getpid(), args.config, interval, once
         )
         return run_stage(stage, step, interval=interval, store=store, once=args.once, stop=stop)
     finally:
@@ -378,3 +396,4 @@ def stage_main(stage: str, make_step: MakeStep, argv: list[str] | None = None) -
             store.close()
         except Exception as exc:
             log.warning("closing the database failed: %s", _describe(exc))
+        lock.release()

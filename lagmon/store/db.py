@@ -379,3 +379,20 @@ class Store(FiguresStore):
 
     def integrity_check(self) -> str:
         return "\n".join(r[0] for r in self._conn.execute("PRAGMA integrity_check"))
+
+    def stage_started(self, stage: str, *, pid: int, started_at: float, interval: float) -> None:
+        """A stage process started: its pid, started_at and heartbeat; success and error kept.
+        A start soon (3 intervals + 60 s) after a run that never completed a step keeps that
+        run's started_at, so a stage crashing in every first step does not look as if it had
+        only just started (monitor.starting would hide that it is down)."""
+        with self._write() as db:
+            db.execute(
+                """INSERT INTO stage_state(stage, pid, started_at, heartbeat_at, interval) VALUES (?, ?, ?, ?, ?)
+                   ON CONFLICT(stage) DO UPDATE SET pid = excluded.pid, heartbeat_at = excluded.heartbeat_at,
+                       interval = excluded.interval,
+                       started_at = CASE WHEN coalesce(last_success, 0) < started_at
+                                         AND coalesce(last_error_at, 0) < started_at
+                                         AND excluded.started_at - heartbeat_at <= 3 * interval + 60
+                                    THEN started_at ELSE excluded.started_at END""",
+                (stage, pid, started_at, started_at, interval),
+            )
