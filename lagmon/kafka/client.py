@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from lagmon.config import KafkaSettings
 
 GRACE_SECONDS = 1.0  # our wait beyond librdkafka's own request timeout
+MIN_REQUEST_SECONDS = 0.1  # librdkafka's request timeout when the deadline is (nearly) spent
 POLL_SLICE = 0.05  # how often the admin client is polled while futures are pending
 
 
@@ -89,11 +90,14 @@ class KafkaClient(AnchorReads):
 
     # ------------------------------------------------------------------ public API
 
-    def topics(self) -> dict[str, int]:
-        """topic -> partition count, for every topic listed without an error."""
+    def topics(self, *, deadline: float | None = None) -> tuple[dict[str, int], set[str]]:
+        """({topic: partition count} for every topic listed without an error, {topics listed
+        with an error}). A topic with an error (e.g. its leader is being elected) is unknown
+        for now, not gone. Waits at most the request timeout, and never past `deadline`
+        (time.monotonic(), as for every request below)."""
         admin = self._admin_client()
         what = "listing topics"
-        deadline = time.monotonic() + self.timeout
+        deadline = self._until(deadline)
         slice_ = 0.5
         while True:
             # list_topics() blocks without serving error_cb, so ask in growing slices and
@@ -115,14 +119,15 @@ class KafkaClient(AnchorReads):
             slice_ = min(slice_ * 2, 5.0)
             admin.poll(max(0.0, min(0.1 - (time.monotonic() - started), deadline - time.monotonic())))
         self._answered()
-        return {name: len(t.partitions) for name, t in metadata.topics.items() if t.error is None}
+        known = {name: len(t.partitions) for name, t in metadata.topics.items() if t.error is None}
+        return known, {name for name, t in metadata.topics.items() if t.error is not None}
 
-    def groups(self) -> tuple[set[str], bool]:
+    def groups(self, *, deadline: float | None = None) -> tuple[set[str], bool]:
         """(group ids, complete). complete is False when some broker did not answer."""
         admin = self._admin_client()
         self.requests += 1
-        future = admin.list_consumer_groups(request_timeout=self.timeout)
-        result = self._wait({"groups": future}, "listing consumer groups")["groups"]
+        future = admin.list_consumer_groups(request_timeout=self._request_timeout(deadline))
+        result = self._wait({"groups": future}, "listing consumer groups", deadline)["groups"]
         if isinstance(result, BaseException):
             raise self._unavailable("listing consumer groups", result)
         failures = [KafkaException(e) if isinstance(e, KafkaError) else e for e in result.errors]
@@ -133,7 +138,7 @@ class KafkaClient(AnchorReads):
         return {g.group_id for g in result.valid}, not result.errors
 
     def committed(
-        self, groups: Iterable[str]
+        self, groups: Iterable[str], *, deadline: float | None = None
     ) -> tuple[dict[str, dict[tuple[str, int], int]], dict[str, str]]:
         """Committed offsets of every group, all requests in flight at once.
 
@@ -148,9 +153,11 @@ class KafkaClient(AnchorReads):
         for group in wanted:  # list_consumer_group_offsets takes ONE group per call
             self.requests += 1
             futures[group] = admin.list_consumer_group_offsets(
-                [ConsumerGroupTopicPartitions(group)], request_timeout=self.timeout, require_stable=False
+                [ConsumerGroupTopicPartitions(group)],
+                request_timeout=self._request_timeout(deadline),
+                require_stable=False,
             )[group]
-        results = self._wait(futures, f"fetching committed offsets of {len(wanted)} group(s)")
+        results = self._wait(futures, f"fetching committed offsets of {len(wanted)} group(s)", deadline)
         offsets: dict[str, dict[tuple[str, int], int]] = {}
         errors: dict[str, str] = {}
         failures = []
@@ -172,13 +179,16 @@ class KafkaClient(AnchorReads):
             self._answered()
         return offsets, errors
 
-    def heads(self, partitions: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int]:
+    def heads(
+        self, partitions: Iterable[tuple[str, int]], *, deadline: float | None = None
+    ) -> dict[tuple[str, int], int]:
         """High watermarks (read_uncommitted) in ONE batched request; failed partitions omitted."""
         wanted = list(dict.fromkeys((str(t), int(p)) for t, p in partitions))
         if not wanted:
             return {}
         what = f"listing head offsets of {len(wanted)} partition(s)"
-        results = self._collect_offsets(self._issue_list_offsets(wanted, OffsetSpec.latest(), what), what)
+        futures = self._issue_list_offsets(wanted, OffsetSpec.latest(), what, deadline)
+        results = self._collect_offsets(futures, what, deadline)
         return {tp: r.offset for tp, r in results.items() if not isinstance(r, BaseException)}
 
     def close(self) -> None:
@@ -259,35 +269,54 @@ class KafkaClient(AnchorReads):
                 kind="error",
             )
 
-    def _wait(self, futures: dict[Any, concurrent.futures.Future], what: str) -> dict[Any, Any]:
-        """Wait for all futures while polling; key -> result or exception."""
-        deadline = time.monotonic() + self.timeout + GRACE_SECONDS
+    def _until(self, deadline: float | None, grace: float = 0.0) -> float:
+        """When a wait that starts now ends: after the request timeout (plus grace), or at
+        `deadline` (time.monotonic()) if that comes first."""
+        own = time.monotonic() + self.timeout + grace
+        return own if deadline is None else min(own, deadline)
+
+    def _request_timeout(self, deadline: float | None) -> float:
+        """librdkafka's request_timeout for a request sent now: never past `deadline`."""
+        return max(MIN_REQUEST_SECONDS, self._until(deadline) - time.monotonic())
+
+    def _wait(
+        self, futures: dict[Any, concurrent.futures.Future], what: str, deadline: float | None = None
+    ) -> dict[Any, Any]:
+        """Wait for all futures while polling, at most the request timeout (plus grace) and never
+        past `deadline`; key -> result or exception."""
+        deadline = self._until(deadline, GRACE_SECONDS)
         pending = set(futures.values())
         while pending:
             _done, pending = concurrent.futures.wait(pending, timeout=POLL_SLICE)
             self._check(what)
             if pending and time.monotonic() >= deadline:
                 break
-        timed_out = KafkaException(KafkaError(KafkaError._TIMED_OUT, f"no answer within {self.timeout:g} s"))
+        timed_out = KafkaException(
+            KafkaError(KafkaError._TIMED_OUT, f"no answer within {self.timeout:g} s or the sample's deadline")
+        )
         # Never cancel a pending future: confluent-kafka completes it later from its own thread.
         return {key: (f.exception() or f.result()) if f.done() else timed_out for key, f in futures.items()}
 
-    def _issue_list_offsets(self, keys: list[tuple[str, int]], spec: OffsetSpec, what: str) -> dict:
+    def _issue_list_offsets(
+        self, keys: list[tuple[str, int]], spec: OffsetSpec, what: str, deadline: float | None = None
+    ) -> dict:
         """One batched ListOffsets request (read_uncommitted); (topic, partition) -> future."""
         admin = self._admin_client()
         self.requests += 1
         request = {TopicPartition(t, p): spec for t, p in keys}
         try:
             futures = admin.list_offsets(
-                request, isolation_level=IsolationLevel.READ_UNCOMMITTED, request_timeout=self.timeout
+                request,
+                isolation_level=IsolationLevel.READ_UNCOMMITTED,
+                request_timeout=self._request_timeout(deadline),
             )
         except KafkaException as exc:
             raise self._unavailable(what, exc) from None
         return {(tp.topic, tp.partition): f for tp, f in futures.items()}
 
-    def _collect_offsets(self, futures: dict, what: str) -> dict:
+    def _collect_offsets(self, futures: dict, what: str, deadline: float | None = None) -> dict:
         """Wait for ListOffsets futures; raise only if every one failed for lack of a connection."""
-        results = self._wait(futures, what)
+        results = self._wait(futures, what, deadline)
         failures = [r for r in results.values() if isinstance(r, BaseException)]
         if len(failures) == len(results) and _all_unconnected(failures):
             raise self._unavailable(what, failures[0])

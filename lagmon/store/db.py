@@ -372,3 +372,11 @@ class Store(Database):
 
     def integrity_check(self) -> str:
         return "\n".join(r[0] for r in self._conn.execute("PRAGMA integrity_check"))
+
+    def drop_pairs(self, pairs: Iterable[tuple[str, str]]) -> None:
+        """Forget (group_id, topic) pairs that are no longer monitored: their status and commit
+        history. Their transitions are kept (until prune_transitions)."""
+        keys = list(pairs)
+        with self._write() as db:
+            for table in ("consumer_commits", "latest_commits", "group_status"):
+                db.executemany(f"DELETE FROM {table} WHERE group_id = ? AND topic = ?", keys)
