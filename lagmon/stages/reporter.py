@@ -30,14 +30,16 @@ class Reporter:
         database from an older lagmon, not resampled yet) is computed from the history. A pair
         the config excludes is left out at once, whether or not the sampler has dropped it yet."""
         exclude = self.cfg.exclude
-        statuses = {k: s for k, s in self.store.group_statuses().items() if not is_excluded(*k, exclude)}
+        statuses = {
+            k: s for k, s in self.store.group_statuses().items() if not is_excluded(k[0], k[1], exclude)
+        }
         lags = {
             k: timelag.group_lag_at(s.lag_summary, now)
             for k, s in statuses.items()
             if s.lag_summary is not None
         }
         # Commits with no status yet (the sampler stopped between its two writes) are reported too.
-        keys = statuses.keys() | {k for k in self.store.commit_keys() if not is_excluded(*k, exclude)}
+        keys = statuses.keys() | {k for k in self.store.commit_keys() if not is_excluded(k[0], k[1], exclude)}
         missing = [k for k in keys if k not in lags]
         if missing:
             lags.update(timelag.group_lags(self.store.lag_inputs(missing), now, missing))
