@@ -17,7 +17,8 @@ What leaves, and when:
   whose offset fetch fails (an ACL denial, a timeout) did not answer: nothing is concluded.
 
 The sample's deadline: every Kafka call of a sample waits at most until
-started + min(SAMPLE_DEADLINE_FACTOR * request_timeout_seconds, SAMPLE_DEADLINE_MAX), so a sample
+started + min(SAMPLE_DEADLINE_FACTOR * request_timeout_seconds, SAMPLE_DEADLINE_MAX) (15 s with
+the default 10 s timeout; never more than half of supervisord's stopwaitsecs), so a sample
 during an outage ends (and a SIGTERM is honoured) well within supervisord's stopwaitsecs.
 """
 
@@ -38,7 +39,7 @@ from lagmon.supervisor import STOPWAITSECS
 INTERNAL_TOPICS = frozenset({"__consumer_offsets", "__transaction_state"})
 # One deadline per sample, for all its Kafka calls together.
 SAMPLE_DEADLINE_FACTOR = 1.5
-SAMPLE_DEADLINE_MAX = STOPWAITSECS - 10.0  # room for the shutdown after the step (worker, database)
+SAMPLE_DEADLINE_MAX = STOPWAITSECS / 2  # the other half: the shutdown after the step (worker, database)
 # How many answers of a group in a row without a topic's commit make the pair gone.
 MISSING_COMMIT_SAMPLES = 2
 
