@@ -197,7 +197,7 @@ class KafkaClient(AnchorReads):
             try:
                 consumer.close()
             except (KafkaException, RuntimeError) as exc:
-                self.log.debug("closing the anchor consumer: %s", exc)
+                self.log.debug("closing the anchor consumer: %s", self._scrub(str(exc)))
         if self._admin is not None:
             self._admin.poll(0)
             self._admin = None
@@ -243,9 +243,11 @@ class KafkaClient(AnchorReads):
         try:
             admin = AdminClient(self._config())
         except (KafkaException, ValueError, TypeError) as exc:
-            self.log.debug("could not renew the kafka admin client (%s): %s", why, self._scrub(str(exc)))
+            self.log.debug(
+                "could not renew the kafka admin client (%s): %s", self._scrub(why), self._scrub(str(exc))
+            )
             return
-        self.log.debug("renewed the kafka admin client: %s", why)
+        self.log.debug("renewed the kafka admin client: %s", self._scrub(why))
         self._admin = admin
 
     def _answered(self) -> None:
@@ -372,4 +374,13 @@ class KafkaClient(AnchorReads):
         return KafkaUnavailable(self._scrub(text), kind=kind)
 
     def _scrub(self, text: str) -> str:
-        return secrets.scrub(text, self._secrets)
+        """text with every configured secret masked and its control characters escaped (a group
+        id or topic in it cannot forge a log line): for every message and log line of this module."""
+        return _printable(secrets.scrub(text, self._secrets))
+
+
+def _printable(text: str) -> str:
+    """Non-printable characters escaped as repr() does (as lagmon.stages.runtime.printable)."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

@@ -147,7 +147,7 @@ class Sampler(Listing):
         committed, errors = self.client.committed(due, deadline=self.deadline) if due else ({}, {})
         commit_at = (t0 + self._wall()) / 2
         for group, err in errors.items():
-            self.log.debug("committed offsets of group %s failed: %s", printable(group), err)
+            self.log.debug("committed offsets of group %s failed: %s", printable(group), printable(err))
         commits: Commits = {}
         sampled_keys: set[GroupTopic] = set()
         for group, offsets in committed.items():
