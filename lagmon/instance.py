@@ -114,6 +114,14 @@ def hold_or_exit_code(db_path: str, stage: str) -> InstanceLock | int:
         print(f"lagmon-{stage}: {exc}", file=sys.stderr)
         return exits.EXIT_LOCKED
     except OSError as exc:
+        path = os.path.abspath(db_path)
+        directory = os.path.dirname(path)
+        if not os.access(directory, os.W_OK):
+            return exits.database_error(
+                f"database {path}: the {path}-wal and {path}-shm files could not be created in "
+                f"{directory}, nor the lock file {lock_path(db_path, stage)}: the directory is not "
+                f"writable by this user (uid {os.getuid()}); lagmon keeps these files beside the database"
+            )
         return exits.database_error(f"{lock_path(db_path, stage)}: cannot create the lock file: {exc}")
 
 

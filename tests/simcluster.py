@@ -144,16 +144,16 @@ class SimCluster:
         return sum(len(p) for p in self.parts.values())
 
     # --- the KafkaClient interface used by the sampler
-    def topics(self) -> dict[str, int]:
+    def topics(self, *, deadline: float | None = None) -> tuple[dict[str, int], set[str]]:
         self.requests += 1
-        return {t: len(p) for t, p in self.parts.items()}
+        return {t: len(p) for t, p in self.parts.items()}, set()
 
-    def groups(self) -> tuple[set[str], bool]:
+    def groups(self, *, deadline: float | None = None) -> tuple[set[str], bool]:
         self.requests += 1
         return {g for g, c in self.groups_.items() if c.listed(self.now)}, True
 
     def committed(
-        self, groups: Iterable[str]
+        self, groups: Iterable[str], *, deadline: float | None = None
     ) -> tuple[dict[str, dict[tuple[str, int], int]], dict[str, str]]:
         out = {}
         for g in groups:
@@ -165,7 +165,9 @@ class SimCluster:
             out[g] = {(c.topic, p): sp.head(at) for p, sp in enumerate(self.parts[c.topic])}
         return out, {}
 
-    def heads(self, partitions: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int]:
+    def heads(
+        self, partitions: Iterable[tuple[str, int]], *, deadline: float | None = None
+    ) -> dict[tuple[str, int], int]:
         self.requests += 1
         return {(t, p): self.parts[t][p].head(self.now) for t, p in partitions}
 
@@ -177,7 +179,11 @@ class SimCluster:
         return offset, sp.append_time(offset)
 
     def message_times(
-        self, wanted: Iterable[tuple[str, int, int]], *, budget: float | None = None
+        self,
+        wanted: Iterable[tuple[str, int, int]],
+        *,
+        budget: float | None = None,
+        deadline: float | None = None,
     ) -> dict[tuple[str, int, int], tuple[int, float] | None]:
         return {(t, p, o): self.message_time(t, p, o) for t, p, o in wanted}
 
@@ -185,10 +191,12 @@ class SimCluster:
         pass
 
     def heads_and_log_starts(
-        self, partitions: Iterable[tuple[str, int]]
+        self, partitions: Iterable[tuple[str, int]], *, deadline: float | None = None
     ) -> tuple[dict[tuple[str, int], int], dict[tuple[str, int], int]]:
         partitions = list(partitions)
-        return self.heads(partitions), {(t, p): self.parts[t][p].base for t, p in partitions}
+        return self.heads(partitions, deadline=deadline), {
+            (t, p): self.parts[t][p].base for t, p in partitions
+        }
 
     # --- the truth
     def true_lag(self, group: str, now: float) -> float:

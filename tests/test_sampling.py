@@ -22,6 +22,7 @@ class ScriptedKafka:
 
     def __init__(self):
         self.topic_partitions = {"__consumer_offsets": 50, "orders": 2}
+        self.topic_errors: set[str] = set()  # listed with an error (e.g. a leader election)
         self.listed = {"g1"}
         self.complete = True
         self.commits = {"g1": {("orders", 0): 0, ("orders", 1): 0}}
@@ -29,39 +30,48 @@ class ScriptedKafka:
         self.times = {}
         self.calls = []
 
-    def topics(self) -> dict[str, int]:
+    def topics(self, *, deadline: float | None = None) -> tuple[dict[str, int], set[str]]:
         self.calls.append(("topics",))
-        return dict(self.topic_partitions)
+        known = {t: n for t, n in self.topic_partitions.items() if t not in self.topic_errors}
+        return known, set(self.topic_errors)
 
-    def groups(self) -> tuple[set[str], bool]:
+    def groups(self, *, deadline: float | None = None) -> tuple[set[str], bool]:
         self.calls.append(("groups",))
         return set(self.listed), self.complete
 
     def committed(
-        self, groups: Iterable[str]
+        self, groups: Iterable[str], *, deadline: float | None = None
     ) -> tuple[dict[str, dict[tuple[str, int], int]], dict[str, str]]:
         groups = list(groups)
         self.calls.append(("committed", tuple(groups)))
         return {g: dict(self.commits.get(g, {})) for g in groups}, {}
 
-    def heads(self, partitions: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int]:
+    def heads(
+        self, partitions: Iterable[tuple[str, int]], *, deadline: float | None = None
+    ) -> dict[tuple[str, int], int]:
         partitions = list(partitions)
         self.calls.append(("heads", tuple(partitions)))
         return {tp: self.head[tp] for tp in partitions if tp in self.head}
 
     def message_times(
-        self, wanted: Iterable[tuple[str, int, int]], *, budget: float | None = None
+        self,
+        wanted: Iterable[tuple[str, int, int]],
+        *,
+        budget: float | None = None,
+        deadline: float | None = None,
     ) -> dict[tuple[str, int, int], tuple[int, float] | None]:
         wanted = list(wanted)
         self.calls.append(("message_times", tuple(wanted)))
         return {k: self.times.get(k) for k in wanted}
 
     def heads_and_log_starts(
-        self, partitions: Iterable[tuple[str, int]]
+        self, partitions: Iterable[tuple[str, int]], *, deadline: float | None = None
     ) -> tuple[dict[tuple[str, int], int], dict[tuple[str, int], int]]:
         partitions = list(partitions)
         starts = getattr(self, "log_start", {})
-        return self.heads(partitions), {tp: starts[tp] for tp in partitions if tp in starts}
+        return self.heads(partitions, deadline=deadline), {
+            tp: starts[tp] for tp in partitions if tp in starts
+        }
 
 
 if TYPE_CHECKING:  # mypy: the stand-in answers like the real client
@@ -256,7 +266,9 @@ def test_deleted_topic_is_forgotten_and_recreated_topic_starts_fresh(env):
     sampler.step(1000.0)
     del kafka.topic_partitions["orders"]
     kafka.commits = {}
-    sampler.step(1010.0)
+    sampler.step(1010.0)  # one listing without it is not enough (test_listing.py)
+    assert sampler.last_result.deleted_topics == []
+    sampler.step(1012.0)
     assert store.latest_heads() == {} and store.group_statuses() == {}
     assert sampler.last_result.deleted_topics == ["orders"]
     # recreated with a lower head while lagmon was down: history restarts

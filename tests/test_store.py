@@ -56,6 +56,7 @@ def test_tables_exist(store, db_path):
         "excluded_groups",
         "stage_state",
         "group_figures",
+        "listing_state",
         "stage_figures",
     }
 

@@ -39,8 +39,10 @@ class AnchorReads:
         def _answered(self) -> None: ...
         def _auth_failure(self, what: str) -> KafkaUnavailable: ...
         def _unavailable(self, what: str, exc: BaseException | None) -> KafkaUnavailable: ...
-        def _issue_list_offsets(self, keys: list[tuple[str, int]], spec: OffsetSpec, what: str) -> dict: ...
-        def _collect_offsets(self, futures: dict, what: str) -> dict: ...
+        def _issue_list_offsets(
+            self, keys: list[tuple[str, int]], spec: OffsetSpec, what: str, deadline: float | None = None
+        ) -> dict: ...
+        def _collect_offsets(self, futures: dict, what: str, deadline: float | None = None) -> dict: ...
 
     def message_time(self, topic: str, partition: int, offset: int) -> Found:
         """(offset read, its timestamp in epoch seconds) of the message at `offset`, or of the
@@ -49,19 +51,28 @@ class AnchorReads:
         key = (str(topic), int(partition), int(offset))
         return self.message_times([key]).get(key)
 
-    def message_times(self, wanted: Iterable[Key], *, budget: float | None = None) -> dict[Key, Found]:
+    def message_times(
+        self, wanted: Iterable[Key], *, budget: float | None = None, deadline: float | None = None
+    ) -> dict[Key, Found]:
         """message_time for many (topic, partition, offset) at once: one batched look-up of the
         log bounds, then every partition assigned together, so the fetches go out per broker in
         parallel. A partition asked for several offsets takes one round per offset. Keys not
-        answered within `budget` seconds (default: the request timeout) are left out."""
+        answered within `budget` seconds (default: the request timeout), or by `deadline`
+        (time.monotonic()) if that comes first, are left out; the budget covers the two log-bounds
+        look-ups too (both in flight at once)."""
         keys = sorted({(str(t), int(p), int(o)) for t, p, o in wanted})
         if not keys:
             return {}
-        deadline = time.monotonic() + (self.timeout if budget is None else budget)
+        own = time.monotonic() + (self.timeout if budget is None else budget)
+        deadline = own if deadline is None else min(own, deadline)
+        if time.monotonic() >= deadline:
+            return {}
         parts = sorted({(t, p) for t, p, _ in keys})
         what = f"reading message timestamps on {len(parts)} partitions"
-        earliest = self._collect_offsets(self._issue_list_offsets(parts, OffsetSpec.earliest(), what), what)
-        latest = self._collect_offsets(self._issue_list_offsets(parts, OffsetSpec.latest(), what), what)
+        lows = self._issue_list_offsets(parts, OffsetSpec.earliest(), what, deadline)
+        highs = self._issue_list_offsets(parts, OffsetSpec.latest(), what, deadline)
+        earliest = self._collect_offsets(lows, what, deadline)
+        latest = self._collect_offsets(highs, what, deadline)
         result: dict[Key, Found] = {}
         pending: dict[tuple[str, int], list[tuple[int, int]]] = {}  # partition -> [(start, offset asked)]
         for t, p, o in keys:

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from lagmon.config import KafkaSettings
 
 GRACE_SECONDS = 1.0  # our wait beyond librdkafka's own request timeout
+MIN_REQUEST_SECONDS = 0.1  # librdkafka's request timeout when the deadline is (nearly) spent
 POLL_SLICE = 0.05  # how often the admin client is polled while futures are pending
 
 
@@ -90,11 +91,14 @@ class KafkaClient(AnchorReads):
 
     # ------------------------------------------------------------------ public API
 
-    def topics(self) -> dict[str, int]:
-        """topic -> partition count, for every topic listed without an error."""
+    def topics(self, *, deadline: float | None = None) -> tuple[dict[str, int], set[str]]:
+        """({topic: partition count} for every topic listed without an error, {topics listed
+        with an error}). A topic with an error (e.g. its leader is being elected) is unknown
+        for now, not gone. Waits at most the request timeout, and never past `deadline`
+        (time.monotonic(), as for every request below)."""
         admin = self._admin_client()
         what = "listing topics"
-        deadline = time.monotonic() + self.timeout
+        deadline = self._until(deadline)
         slice_ = 0.5
         while True:
             # list_topics() blocks without serving error_cb, so ask in growing slices and
@@ -116,14 +120,15 @@ class KafkaClient(AnchorReads):
             slice_ = min(slice_ * 2, 5.0)
             admin.poll(max(0.0, min(0.1 - (time.monotonic() - started), deadline - time.monotonic())))
         self._answered()
-        return {name: len(t.partitions) for name, t in metadata.topics.items() if t.error is None}
+        known = {name: len(t.partitions) for name, t in metadata.topics.items() if t.error is None}
+        return known, {name for name, t in metadata.topics.items() if t.error is not None}
 
-    def groups(self) -> tuple[set[str], bool]:
+    def groups(self, *, deadline: float | None = None) -> tuple[set[str], bool]:
         """(group ids, complete). complete is False when some broker did not answer."""
         admin = self._admin_client()
         self.requests += 1
-        future = admin.list_consumer_groups(request_timeout=self.timeout)
-        result = self._wait({"groups": future}, "listing consumer groups")["groups"]
+        future = admin.list_consumer_groups(request_timeout=self._request_timeout(deadline))
+        result = self._wait({"groups": future}, "listing consumer groups", deadline)["groups"]
         if isinstance(result, BaseException):
             raise self._unavailable("listing consumer groups", result)
         failures = [KafkaException(e) if isinstance(e, KafkaError) else e for e in result.errors]
@@ -134,7 +139,7 @@ class KafkaClient(AnchorReads):
         return {g.group_id for g in result.valid}, not result.errors
 
     def committed(
-        self, groups: Iterable[str]
+        self, groups: Iterable[str], *, deadline: float | None = None
     ) -> tuple[dict[str, dict[tuple[str, int], int]], dict[str, str]]:
         """Committed offsets of every group, all requests in flight at once.
 
@@ -149,9 +154,11 @@ class KafkaClient(AnchorReads):
         for group in wanted:  # list_consumer_group_offsets takes ONE group per call
             self.requests += 1
             futures[group] = admin.list_consumer_group_offsets(
-                [ConsumerGroupTopicPartitions(group)], request_timeout=self.timeout, require_stable=False
+                [ConsumerGroupTopicPartitions(group)],
+                request_timeout=self._request_timeout(deadline),
+                require_stable=False,
             )[group]
-        results = self._wait(futures, f"fetching committed offsets of {len(wanted)} group(s)")
+        results = self._wait(futures, f"fetching committed offsets of {len(wanted)} group(s)", deadline)
         offsets: dict[str, dict[tuple[str, int], int]] = {}
         errors: dict[str, str] = {}
         failures = []
@@ -173,17 +180,20 @@ class KafkaClient(AnchorReads):
             self._answered()
         return offsets, errors
 
-    def heads(self, partitions: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int]:
+    def heads(
+        self, partitions: Iterable[tuple[str, int]], *, deadline: float | None = None
+    ) -> dict[tuple[str, int], int]:
         """High watermarks (read_uncommitted) in ONE batched request; failed partitions omitted."""
         wanted = list(dict.fromkeys((str(t), int(p)) for t, p in partitions))
         if not wanted:
             return {}
         what = f"listing head offsets of {len(wanted)} partition(s)"
-        results = self._collect_offsets(self._issue_list_offsets(wanted, OffsetSpec.latest(), what), what)
+        futures = self._issue_list_offsets(wanted, OffsetSpec.latest(), what, deadline)
+        results = self._collect_offsets(futures, what, deadline)
         return {tp: r.offset for tp, r in results.items() if not isinstance(r, BaseException)}
 
     def heads_and_log_starts(
-        self, partitions: Iterable[tuple[str, int]]
+        self, partitions: Iterable[tuple[str, int]], *, deadline: float | None = None
     ) -> tuple[dict[tuple[str, int], int], dict[tuple[str, int], int]]:
         """(high watermarks, log start offsets): heads() and a batched ListOffsets for
         OffsetSpec.earliest(), both requests in flight at once; failed partitions omitted
@@ -193,14 +203,16 @@ class KafkaClient(AnchorReads):
         if not wanted:
             return {}, {}
         what = f"listing head offsets of {len(wanted)} partition(s)"
-        latest = self._issue_list_offsets(wanted, OffsetSpec.latest(), what)
+        latest = self._issue_list_offsets(wanted, OffsetSpec.latest(), what, deadline)
         try:
-            earliest = self._issue_list_offsets(wanted, OffsetSpec.earliest(), "listing log start offsets")
+            earliest = self._issue_list_offsets(
+                wanted, OffsetSpec.earliest(), "listing log start offsets", deadline
+            )
         except KafkaUnavailable as exc:
             self.log.debug("log start offsets not requested: %s", exc)
             earliest = {}
-        heads = self._collect_offsets(latest, what)
-        starts = self._wait(earliest, "listing log start offsets") if earliest else {}
+        heads = self._collect_offsets(latest, what, deadline)
+        starts = self._wait(earliest, "listing log start offsets", deadline) if earliest else {}
         return (
             {tp: r.offset for tp, r in heads.items() if not isinstance(r, BaseException)},
             {tp: r.offset for tp, r in starts.items() if not isinstance(r, BaseException) and r.offset >= 0},
@@ -212,7 +224,7 @@ class KafkaClient(AnchorReads):
             try:
                 consumer.close()
             except (KafkaException, RuntimeError) as exc:
-                self.log.debug("closing the anchor consumer: %s", exc)
+                self.log.debug("closing the anchor consumer: %s", self._scrub(str(exc)))
         if self._admin is not None:
             self._admin.poll(0)
             self._admin = None
@@ -258,9 +270,11 @@ class KafkaClient(AnchorReads):
         try:
             admin = AdminClient(self._config())
         except (KafkaException, ValueError, TypeError) as exc:
-            self.log.debug("could not renew the kafka admin client (%s): %s", why, self._scrub(str(exc)))
+            self.log.debug(
+                "could not renew the kafka admin client (%s): %s", self._scrub(why), self._scrub(str(exc))
+            )
             return
-        self.log.debug("renewed the kafka admin client: %s", why)
+        self.log.debug("renewed the kafka admin client: %s", self._scrub(why))
         self._admin = admin
 
     def _answered(self) -> None:
@@ -284,35 +298,54 @@ class KafkaClient(AnchorReads):
                 kind="error",
             )
 
-    def _wait(self, futures: dict[Any, concurrent.futures.Future], what: str) -> dict[Any, Any]:
-        """Wait for all futures while polling; key -> result or exception."""
-        deadline = time.monotonic() + self.timeout + GRACE_SECONDS
+    def _until(self, deadline: float | None, grace: float = 0.0) -> float:
+        """When a wait that starts now ends: after the request timeout (plus grace), or at
+        `deadline` (time.monotonic()) if that comes first."""
+        own = time.monotonic() + self.timeout + grace
+        return own if deadline is None else min(own, deadline)
+
+    def _request_timeout(self, deadline: float | None) -> float:
+        """librdkafka's request_timeout for a request sent now: never past `deadline`."""
+        return max(MIN_REQUEST_SECONDS, self._until(deadline) - time.monotonic())
+
+    def _wait(
+        self, futures: dict[Any, concurrent.futures.Future], what: str, deadline: float | None = None
+    ) -> dict[Any, Any]:
+        """Wait for all futures while polling, at most the request timeout (plus grace) and never
+        past `deadline`; key -> result or exception."""
+        deadline = self._until(deadline, GRACE_SECONDS)
         pending = set(futures.values())
         while pending:
             _done, pending = concurrent.futures.wait(pending, timeout=POLL_SLICE)
             self._check(what)
             if pending and time.monotonic() >= deadline:
                 break
-        timed_out = KafkaException(KafkaError(KafkaError._TIMED_OUT, f"no answer within {self.timeout:g} s"))
+        timed_out = KafkaException(
+            KafkaError(KafkaError._TIMED_OUT, f"no answer within {self.timeout:g} s or the sample's deadline")
+        )
         # Never cancel a pending future: confluent-kafka completes it later from its own thread.
         return {key: (f.exception() or f.result()) if f.done() else timed_out for key, f in futures.items()}
 
-    def _issue_list_offsets(self, keys: list[tuple[str, int]], spec: OffsetSpec, what: str) -> dict:
+    def _issue_list_offsets(
+        self, keys: list[tuple[str, int]], spec: OffsetSpec, what: str, deadline: float | None = None
+    ) -> dict:
         """One batched ListOffsets request (read_uncommitted); (topic, partition) -> future."""
         admin = self._admin_client()
         self.requests += 1
         request = {TopicPartition(t, p): spec for t, p in keys}
         try:
             futures = admin.list_offsets(
-                request, isolation_level=IsolationLevel.READ_UNCOMMITTED, request_timeout=self.timeout
+                request,
+                isolation_level=IsolationLevel.READ_UNCOMMITTED,
+                request_timeout=self._request_timeout(deadline),
             )
         except KafkaException as exc:
             raise self._unavailable(what, exc) from None
         return {(tp.topic, tp.partition): f for tp, f in futures.items()}
 
-    def _collect_offsets(self, futures: dict, what: str) -> dict:
+    def _collect_offsets(self, futures: dict, what: str, deadline: float | None = None) -> dict:
         """Wait for ListOffsets futures; raise only if every one failed for lack of a connection."""
-        results = self._wait(futures, what)
+        results = self._wait(futures, what, deadline)
         failures = [r for r in results.values() if isinstance(r, BaseException)]
         if len(failures) == len(results) and _all_unconnected(failures):
             raise self._unavailable(what, failures[0])
@@ -362,4 +395,13 @@ class KafkaClient(AnchorReads):
         return KafkaUnavailable(self._scrub(text), kind=kind)
 
     def _scrub(self, text: str) -> str:
-        return secrets.scrub(text, self._secrets)
+        """text with every configured secret masked and its control characters escaped (a group
+        id or topic in it cannot forge a log line): for every message and log line of this module."""
+        return _printable(secrets.scrub(text, self._secrets))
+
+
+def _printable(text: str) -> str:
+    """Non-printable characters escaped as repr() does (as lagmon.stages.runtime.printable)."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

@@ -6,6 +6,7 @@ import atexit
 import logging
 import multiprocessing
 import os
+import time
 from collections.abc import Iterable
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -37,16 +38,22 @@ def _committed_worker(settings: KafkaSettings, conn: Connection) -> None:
     client = KafkaClient(settings, logger=logging.getLogger("lagmon.sampler.offsets"))
     while True:
         try:
-            groups = conn.recv()
+            groups, deadline = conn.recv()
         except (EOFError, OSError):
             break
         before = client.requests
         try:
-            offsets, errors = client.committed(groups)
+            offsets, errors = client.committed(groups, deadline=deadline)
             conn.send(("ok", offsets, errors, client.requests - before))
         except KafkaUnavailable as exc:
             conn.send(("unavailable", str(exc), exc.kind, client.requests - before))
     client.close()
+
+
+# The parent's wait beyond the child's own (the child stops at the same deadline, then answers).
+ANSWER_GRACE_SECONDS = 1.0
+# Without a deadline: the child waits at most the request timeout per burst; allow for its start.
+START_ALLOWANCE_SECONDS = 30.0
 
 
 class IsolatedKafkaClient(KafkaClient):
@@ -92,8 +99,10 @@ class IsolatedKafkaClient(KafkaClient):
         return worker.exitcode
 
     def committed(
-        self, groups: Iterable[str]
+        self, groups: Iterable[str], *, deadline: float | None = None
     ) -> tuple[dict[str, dict[tuple[str, int], int]], dict[str, str]]:
+        """As KafkaClient.committed, in the child. `deadline` (time.monotonic(), the same clock in
+        both processes) bounds the child's requests and this wait (plus ANSWER_GRACE_SECONDS)."""
         wanted = list(dict.fromkeys(groups))
         if not wanted:
             return {}, {}
@@ -102,9 +111,12 @@ class IsolatedKafkaClient(KafkaClient):
         if conn is None or self._worker is None or not self._worker.is_alive():
             conn = self._start_worker()
         try:
-            conn.send(wanted)
-            # The child waits at most the request timeout per request burst; allow for its start.
-            if not conn.poll(self.timeout + 30):
+            conn.send((wanted, deadline))
+            if deadline is None:
+                wait = self.timeout + START_ALLOWANCE_SECONDS
+            else:
+                wait = max(0.0, deadline - time.monotonic()) + ANSWER_GRACE_SECONDS
+            if not conn.poll(wait):
                 self._stop_worker()
                 raise KafkaUnavailable(f"kafka at {self._bootstrap}: {what} timed out", kind="timeout")
             answer = conn.recv()

@@ -69,7 +69,7 @@ def read_anchors(sampler: Sampler, inputs, result: SampleResult) -> set[tuple[st
         sampler.anchored.clear()  # bounded memory; at worst an anchor is read once more
     interval = sampler.mon.sample_interval_seconds
     budget = min(ANCHOR_BUDGET_MAX, max(ANCHOR_BUDGET_MIN, interval / 2))
-    found = sampler.client.message_times(list(wanted), budget=budget)
+    found = sampler.client.message_times(list(wanted), budget=budget, deadline=sampler.deadline)
     result.anchors_read = len(found)
     anchors, gone, touched = [], 0, set()
     for (topic, partition, committed), answer in found.items():

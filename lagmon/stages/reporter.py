@@ -22,6 +22,7 @@ import time
 
 from lagmon import report, states, timelag
 from lagmon.stages.figures_io import ReporterFigures
+from lagmon.stages.listing import is_excluded
 from lagmon.stages.runtime import stage_main
 
 # How often the step looks for a new sample (one single-row read when nothing landed).
@@ -49,15 +50,20 @@ class Reporter:
     def rows(self, now: float) -> list[report.ConsumerRow]:
         """One row per group/topic the sampler has a status for. Its lag comes from the summary
         the sampler stored with the status (no per-partition reads); a status without one (a
-        database from an older lagmon, not resampled yet) is computed from the history."""
-        statuses = self.store.group_statuses()
+        database from an older lagmon, not resampled yet) is computed from the history. A pair
+        the config excludes is left out at once, whether or not the sampler has dropped it yet."""
+        exclude = self.cfg.exclude
+        statuses = {
+            k: s for k, s in self.store.group_statuses().items() if not is_excluded(k[0], k[1], exclude)
+        }
         lags = {
             k: timelag.group_lag_at(s.lag_summary, now)
             for k, s in statuses.items()
             if s.lag_summary is not None
         }
         # Commits with no status yet (the sampler stopped between its two writes) are reported too.
-        missing = [k for k in statuses.keys() | self.store.commit_keys() if k not in lags]
+        keys = statuses.keys() | {k for k in self.store.commit_keys() if not is_excluded(k[0], k[1], exclude)}
+        missing = [k for k in keys if k not in lags]
         if missing:
             lags.update(timelag.group_lags(self.store.lag_inputs(missing), now, missing))
         rows = []

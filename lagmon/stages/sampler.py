@@ -22,47 +22,29 @@ clamped to one interval from now.
 
 from __future__ import annotations
 
-import fnmatch
 import logging
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from lagmon import states
 from lagmon.kafka import IsolatedKafkaClient
 from lagmon.stages import figures_io
 from lagmon.stages.evaluate import MAX_ANCHOR_READS, update_states
+from lagmon.stages.listing import INTERNAL_TOPICS, Listing, matching_pattern, split_excluded
 from lagmon.stages.runtime import printable, stage_main
-from lagmon.store import GroupStatus, Transition
+from lagmon.store import GroupStatus
 
-__all__ = ["MAX_ANCHOR_READS", "SampleResult", "Sampler", "matching_pattern", "split_excluded"]
-
-# Never monitored, whatever the config says.
-INTERNAL_TOPICS = frozenset({"__consumer_offsets", "__transaction_state"})
+__all__ = [
+    "INTERNAL_TOPICS",
+    "MAX_ANCHOR_READS",
+    "SampleResult",
+    "Sampler",
+    "matching_pattern",
+    "split_excluded",
+]
 
 GroupTopic = tuple[str, str]
 Commits = dict[tuple[str, str, int], int]  # (group, topic, partition) -> committed offset
-
-
-def matching_pattern(name: str, patterns) -> str | None:
-    """The first exclude pattern (exact name or shell glob) that matches name."""
-    for pattern in patterns:
-        if name == pattern or fnmatch.fnmatchcase(name, pattern):
-            return pattern
-    return None
-
-
-def split_excluded(names: Iterable[str], patterns) -> tuple[list[str], dict[str, str]]:
-    """The names no pattern matches, and the others with the first pattern that matches each."""
-    kept: list[str] = []
-    excluded: dict[str, str] = {}
-    for name in names:
-        pattern = matching_pattern(name, patterns)
-        if pattern is None:
-            kept.append(name)
-        else:
-            excluded[name] = pattern
-    return kept, excluded
 
 
 @dataclass
@@ -77,7 +59,7 @@ class SampleResult:
     reset_partitions: list = field(default_factory=list)
 
 
-class Sampler:
+class Sampler(Listing):
     """Samples the cluster into the store and runs the state machine."""
 
     def __init__(self, cfg, store, client, log: logging.Logger | None = None, *, clock=time.time):
@@ -97,7 +79,7 @@ class Sampler:
             self.topic_sampled[topic] = max(self.topic_sampled.get(topic, 0.0), row.last_seen)
         self.anchored: set[tuple[str, int, int]] = set()
         self._present: set[str] = set()
-        self._missing_once: set[str] = set()
+        self._start_listing()
         self.last_result = SampleResult()
         self.log_starts: dict[tuple[str, int], int] = {}  # of the latest heads fetch (figures)
         # The schedule (see the module docstring): a monotonic time built from the steps' `now`,
@@ -106,18 +88,12 @@ class Sampler:
         self._sched: float | None = None
         self._last_now: float | None = None
         self._due: dict[tuple[str, str], float] = {}
-        self._seen_commits: Commits = {}
+        # What was last stored is what was last fetched for every pair not chosen since (an
+        # unchosen pair's commit did not move), so a restarted sampler tells moved from static
+        # exactly as one that never stopped.
+        self._seen_commits: Commits = store.latest_commit_offsets()
 
     # ----------------------------------------------------------------- helpers
-    def _monitored_topics(self, metadata: dict[str, int]) -> dict[str, int]:
-        names = (t for t in metadata if t not in INTERNAL_TOPICS)
-        kept, self._excluded_topics = split_excluded(names, self.cfg.exclude.topics)
-        return {t: metadata[t] for t in kept}
-
-    def _monitored_groups(self, listed: set[str]) -> set[str]:
-        kept, self._excluded_groups = split_excluded(listed, self.cfg.exclude.groups)
-        return set(kept)
-
     def interval(self, state: str) -> float:
         return states.sample_interval(
             states.State(state),
@@ -187,6 +163,7 @@ class Sampler:
         update_states(self, sampled_keys, advanced, at, result)
         for key in sampled_keys:
             self._due[key] = sched + self.interval(self.statuses[key].state)
+        self._save_listing()
         result.groups_sampled = groups_answered
         self.last_result = result
         self.log.debug(
@@ -199,38 +176,16 @@ class Sampler:
         )
         return self._next_delay(now)
 
-    def _list(self, now: float, result: SampleResult) -> tuple[dict[str, int], set[str]]:
-        """1. the monitored topics (name -> partition count) and groups; records exclusions,
-        deleted topics and absent groups on the way."""
-        # The housekeeper purges absent groups: the database, not memory, is the truth.
-        self.statuses = self.store.group_statuses()
-        metadata = self.client.topics()
-        topics = self._monitored_topics(metadata)
-        listed, complete = self.client.groups()
-        groups = self._monitored_groups(listed)
-        if not complete:
-            # A partial answer does not make a known group absent.
-            known = {g for (g, _t) in self.statuses}
-            groups |= {g for g in known if matching_pattern(g, self.cfg.exclude.groups) is None}
-            self.log.warning("list_consumer_groups answered partially; keeping %d known groups", len(known))
-        self.store.mark_excluded(self._excluded_topics, self._excluded_groups, now)
-
-        self._forget_deleted_topics(metadata, result)
-        if complete:
-            self._mark_absent(groups, now)
-        self._present = groups
-        return topics, groups
-
     def _fetch_commits(
         self, due: list[str], topics: dict[str, int]
     ) -> tuple[Commits, set[GroupTopic], float, int]:
         """2. committed offsets, every listed group in flight at once. Returns the valid commits,
         the group/topics they cover, when they were read and how many groups answered."""
         t0 = self._wall()
-        committed, errors = self.client.committed(due) if due else ({}, {})
+        committed, errors = self.client.committed(due, deadline=self.deadline) if due else ({}, {})
         commit_at = (t0 + self._wall()) / 2
         for group, err in errors.items():
-            self.log.debug("committed offsets of group %s failed: %s", printable(group), err)
+            self.log.debug("committed offsets of group %s failed: %s", printable(group), printable(err))
         commits: Commits = {}
         sampled_keys: set[GroupTopic] = set()
         for group, offsets in committed.items():
@@ -238,6 +193,7 @@ class Sampler:
                 if topic in topics and 0 <= partition < topics[topic] and offset >= 0:
                     commits[(group, topic, partition)] = offset
                     sampled_keys.add((group, topic))
+        self._note_missing_commits(committed, sampled_keys, topics, commit_at)
         return commits, sampled_keys, commit_at, len(committed)
 
     def _fetch_heads(
@@ -252,7 +208,7 @@ class Sampler:
         if not partitions:
             return
         t1 = self._wall()
-        heads, self.log_starts = self.client.heads_and_log_starts(partitions)
+        heads, self.log_starts = self.client.heads_and_log_starts(partitions, deadline=self.deadline)
         head_at = (t1 + self._wall()) / 2
         result.reset_partitions = self.store.record_heads(heads, head_at)
         for topic, partition in result.reset_partitions:
@@ -264,49 +220,6 @@ class Sampler:
         for topic in head_topics:
             self.topic_sampled[topic] = head_at
         result.partitions = len(heads)
-
-    def _mark_absent(self, groups: set[str], now: float) -> None:
-        """Groups missing from two complete listings in a row go OFFLINE (and are purged later).
-        One listing is not enough: a broker that is coming back can answer ListGroups
-        completely but without groups whose coordinator has not loaded yet."""
-        missing = {g for (g, _t) in self.statuses if g not in groups}
-        confirmed, self._missing_once = missing & self._missing_once, missing
-        rows, transitions = [], []
-        for key, status in self.statuses.items():
-            if key[0] not in confirmed or status.state == states.State.OFFLINE.value:
-                continue
-            reason = "group no longer listed by the cluster"
-            transitions.append(
-                Transition(key[0], key[1], now, status.state, states.State.OFFLINE.value, reason)
-            )
-            status = GroupStatus(
-                group_id=key[0],
-                topic=key[1],
-                state=states.State.OFFLINE.value,
-                since=now,
-                reason=reason,
-                static_samples=0,
-                last_sampled=status.last_sampled,
-                next_sample=now + self.mon.offline_sample_interval_seconds,
-                last_present=status.last_present,
-                lag_seconds=status.lag_seconds,
-                lag_summary=status.lag_summary,
-            )
-            self.statuses[key] = status
-            rows.append(status)
-            self.log.info("group %s topic %s: -> offline (%s)", printable(key[0]), printable(key[1]), reason)
-        if rows:
-            self.store.save_group_status(rows)
-            self.store.add_transitions(transitions)
-
-    def _forget_deleted_topics(self, metadata: dict[str, int], result: SampleResult) -> None:
-        for topic in sorted(self.topic_sampled):
-            if topic not in metadata:
-                self.store.delete_topic(topic)
-                del self.topic_sampled[topic]
-                self.statuses = {k: v for k, v in self.statuses.items() if k[1] != topic}
-                result.deleted_topics.append(topic)
-                self.log.info("topic %s was deleted: its history is dropped", printable(topic))
 
     def _next_delay(self, now: float) -> float:
         """Seconds until the next sample: one sample interval (counted by the runtime from this

@@ -240,6 +240,27 @@ class Store(FiguresStore):
         """Every (group_id, topic) with a committed offset on record."""
         return set(self._conn.execute("SELECT DISTINCT group_id, topic FROM latest_commits"))
 
+    def listing_state(self) -> dict[str, dict[tuple[str, str], int]]:
+        """kind -> {(name, topic): count} of the sampler's listing memory (see schema)."""
+        out: dict[str, dict[tuple[str, str], int]] = {}
+        for kind, name, topic, count in self._conn.execute(
+            "SELECT kind, name, topic, count FROM listing_state"
+        ):
+            out.setdefault(kind, {})[(name, topic)] = count
+        return out
+
+    def save_listing_state(self, state: Mapping[str, Mapping[tuple[str, str], int]]) -> None:
+        """Replace the listing memory with ``state`` (kind -> {(name, topic): count})."""
+        rows = [(kind, n, t, c) for kind, entries in state.items() for (n, t), c in entries.items()]
+        with self._write() as db:
+            db.execute("DELETE FROM listing_state")
+            db.executemany("INSERT INTO listing_state(kind, name, topic, count) VALUES (?, ?, ?, ?)", rows)
+
+    def latest_commit_offsets(self) -> dict[tuple[str, str, int], int]:
+        """(group_id, topic, partition) -> the latest committed offset on record."""
+        rows = self._conn.execute("SELECT group_id, topic, partition, committed_offset FROM latest_commits")
+        return {(g, t, p): o for g, t, p, o in rows}
+
     def stage_states(self) -> dict[str, StageState]:
         rows = self._conn.execute(f"SELECT {columns(StageState)} FROM stage_state")
         return {r[0]: StageState(*r) for r in rows}
@@ -396,3 +417,11 @@ class Store(FiguresStore):
                                     THEN started_at ELSE excluded.started_at END""",
                 (stage, pid, started_at, started_at, interval),
             )
+
+    def drop_pairs(self, pairs: Iterable[tuple[str, str]]) -> None:
+        """Forget (group_id, topic) pairs that are no longer monitored: their status and commit
+        history. Their transitions are kept (until prune_transitions)."""
+        keys = list(pairs)
+        with self._write() as db:
+            for table in ("consumer_commits", "latest_commits", "group_status", "group_figures"):
+                db.executemany(f"DELETE FROM {table} WHERE group_id = ? AND topic = ?", keys)

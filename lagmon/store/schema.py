@@ -6,7 +6,7 @@ transaction together with its ``schema_version`` record (``Store._migrate``).
 
 import re
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 # PRAGMA application_id of a lagmon database: the bytes "LAGM" (header offset 68), set when
 # lagmon creates the file, and at the first write of a lagmon database made before it had one
@@ -77,6 +77,12 @@ GROUP_FIGURES_TABLE = """CREATE TABLE group_figures(
 STAGE_FIGURES_TABLE = """CREATE TABLE stage_figures(
     stage TEXT NOT NULL, name TEXT NOT NULL, value REAL, PRIMARY KEY(stage, name)) WITHOUT ROWID"""
 
+# What the sampler's listing has seen missing once (a group, a topic) or how many answers in a
+# row a pair had no commit: kept here so a restart between two listings changes nothing.
+LISTING_STATE_TABLE = """CREATE TABLE listing_state(
+    kind TEXT NOT NULL, name TEXT NOT NULL, topic TEXT NOT NULL, count INTEGER NOT NULL,
+    PRIMARY KEY(kind, name, topic)) WITHOUT ROWID"""
+
 # MIGRATIONS[i] brings the schema from version i to version i + 1.
 MIGRATIONS: list[tuple[str, ...]] = [
     (
@@ -95,6 +101,7 @@ MIGRATIONS: list[tuple[str, ...]] = [
     (GROUP_STATUS_SUMMARY,),
     tuple(CONSUMER_COMMITS_V4),
     (GROUP_FIGURES_TABLE, STAGE_FIGURES_TABLE),
+    (LISTING_STATE_TABLE,),
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
