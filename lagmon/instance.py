@@ -122,6 +122,11 @@ def hold_or_exit_code(db_path: str, stage: str) -> InstanceLock | int:
                 f"{directory}, nor the lock file {lock_path(db_path, stage)}: the directory is not "
                 f"writable by this user (uid {os.getuid()}); lagmon keeps these files beside the database"
             )
+        if exc.errno == errno.ENOSPC:
+            return exits.database_error(
+                f"database {path}: cannot use: the disk holding {directory} is full "
+                f"(creating the lock file {lock_path(db_path, stage)}: {exc})"
+            )
         return exits.database_error(f"{lock_path(db_path, stage)}: cannot create the lock file: {exc}")
 
 

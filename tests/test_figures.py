@@ -252,13 +252,13 @@ def test_a_prom_write_failure_is_shown_logged_once_and_lag_json_still_written(en
     reporter = Reporter(cfg, store, logging.getLogger("lagmon.reporter"))
     with caplog.at_level(logging.INFO, logger="lagmon.reporter"):
         for t in (1001.0, 1002.0, 1003.0):
-            reporter.step(t)
+            reporter.write(t)
             doc = orjson.loads(open(cfg.output.json_path, "rb").read())
             assert doc["generated_at"] == report.iso_utc(t)
             assert "could not write" in doc["monitor"]["prometheus_error"]
         assert sum("could not write" in r.getMessage() for r in caplog.records) == 1
         os.rmdir(cfg.output.prometheus_path)
-        reporter.step(1004.0)
+        reporter.write(1004.0)
         assert any("wrote" in r.getMessage() and "again" in r.getMessage() for r in caplog.records)
     doc = orjson.loads(open(cfg.output.json_path, "rb").read())
     assert doc["monitor"]["prometheus_error"] is None

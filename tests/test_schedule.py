@@ -54,8 +54,8 @@ def run_for(s, start: float, seconds: float, max_steps: int = 10_000) -> int:
 class FailingKafka(ScriptedKafka):
     """One group's offset fetch always fails (an ACL denial)."""
 
-    def committed(self, groups):
-        answered, errors = super().committed(groups)
+    def committed(self, groups, *, deadline=None):
+        answered, errors = super().committed(groups, deadline=deadline)
         answered.pop("denied", None)
         return answered, {**errors, "denied": "GROUP_AUTHORIZATION_FAILED"}
 
