@@ -5,7 +5,7 @@
 # serves the two Kafka benchmarks and is stopped before the two that need no Kafka, so that it
 # does not compete for the CPU. A broker already running from that work directory is reused
 # and left running. Each benchmark's output is also saved to $OUT (default
-# ${TMPDIR:-/tmp}/lagmon-bench/results). About 13 minutes on 2 cores.
+# ${TMPDIR:-/tmp}/lagmon-bench/results). About 30 minutes on 2 cores (bench.million alone takes about 12).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
@@ -45,9 +45,11 @@ failed=""
 
 run accuracy --bootstrap "$BOOTSTRAP"
 run sampler_cost --bootstrap "$BOOTSTRAP"
+run footprint --bootstrap "$BOOTSTRAP"
 stop_broker
 run reporter_cost
 run week
+run million
 echo
 echo "run_all: results in $OUT"
 if [ -n "$failed" ]; then echo "run_all: failed:$failed"; exit 1; fi
