@@ -109,7 +109,7 @@ def sampler_at(cfg, store, kafka):
         clock.t = now
         return step(now)
 
-    sampler.step = stepped
+    sampler.step = stepped  # type: ignore[method-assign]
     return sampler
 
 
@@ -255,6 +255,7 @@ def test_commit_on_a_deleted_message_anchors_the_next_one_as_a_lower_bound(env):
     from tests import oracles
 
     lag = oracles.partition_lag(inp, 1000.0)
+    assert lag is not None
     assert lag.lower_bound and lag.seconds == pytest.approx(300.0)
 
 
