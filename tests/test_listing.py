@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 
+from lagmon.kafka import KafkaUnavailable
 from lagmon.stages.listing import SAMPLE_DEADLINE_MAX, sample_budget
 from lagmon.stages.reporter import Reporter
 from lagmon.stages.sampler import Sampler
@@ -155,7 +156,8 @@ def test_a_group_whose_offset_fetch_fails_is_not_taken_for_one_without_commits(e
     answer = kafka.committed
     kafka.committed = lambda groups, deadline=None: ({}, {g: "GROUP_AUTHORIZATION_FAILED" for g in groups})  # type: ignore[method-assign]
     for now in (1010.0, 1020.0, 1030.0):
-        sampler.step(now)
+        with pytest.raises(KafkaUnavailable, match="answered its committed-offsets request"):
+            sampler.step(now)  # a sample holding no group's position is a failed one
     assert ("g1", "orders") in store.group_statuses()
     kafka.committed = answer  # type: ignore[method-assign]
 

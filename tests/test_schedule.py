@@ -256,3 +256,24 @@ def test_the_report_is_rewritten_every_second_while_a_lag_grows(env):
         now += POLL_SECONDS
     assert cfg.monitoring.report_interval_seconds > 3
     assert len(lags) == 3 and lags[0] < lags[1] < lags[2], lags
+
+
+class SilentKafka(ScriptedKafka):
+    """Every listed group's offset fetch fails (an ACL denial on all of them)."""
+
+    def committed(self, groups, *, deadline=None):
+        return {}, {g: "GROUP_AUTHORIZATION_FAILED" for g in groups}
+
+
+def test_a_sample_in_which_no_listed_group_answers_is_not_healthy(env):
+    """Issue 11 item 8: a sampler that samples nothing while groups are listed must say so
+    (its step fails: the runtime logs it once, stores it as last_error, lag.json goes stale)."""
+    from lagmon.kafka import KafkaUnavailable
+
+    cfg, store, _kafka = env
+    kafka = SilentKafka()
+    kafka.listed = {"g1", "g2"}
+    with pytest.raises(KafkaUnavailable, match=r"none of the 2 listed group\(s\) answered"):
+        sampler(cfg, store, kafka).step(1000.0)
+    kafka.listed = set()  # nothing listed: nothing to sample, a healthy (empty) sample
+    sampler(cfg, store, kafka).step(1010.0)

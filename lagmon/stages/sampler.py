@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass, field
 
 from lagmon import states
-from lagmon.kafka import IsolatedKafkaClient
+from lagmon.kafka import IsolatedKafkaClient, KafkaUnavailable
 from lagmon.stages import figures_io
 from lagmon.stages.evaluate import MAX_ANCHOR_READS, update_states
 from lagmon.stages.listing import INTERNAL_TOPICS, Listing, matching_pattern, split_excluded
@@ -174,6 +174,12 @@ class Sampler(Listing):
             len(result.transitions),
             result.anchors_read,
         )
+        if groups and not groups_answered:
+            # Not a healthy sample: the heartbeat shows this error, and lag.json goes stale.
+            raise KafkaUnavailable(
+                f"none of the {len(groups)} listed group(s) answered its committed-offsets request: "
+                "this sample holds no group's position"
+            )
         return self._next_delay(now)
 
     def _fetch_commits(
