@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from testing import traffic
-from testing.broker import Broker
+from testing.broker import Broker, alive
 from testing.fetch import Failure
 from testing.probe import metadata_ok
 from testing.stages import REPO, write_config
@@ -193,18 +193,6 @@ def clip(line: str, width: int) -> str:
             out.append(part[: width - shown])
             shown += min(len(part), width - shown)
     return "".join(out) + ("\x1b[0m" if "\x1b[" in line else "")
-
-
-def alive(pid: int) -> bool:
-    """The process exists and is not a zombie (reaps it when it is our child)."""
-    with contextlib.suppress(ChildProcessError, OSError):
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:
-            return False
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
 def cmdline(pid: int) -> str:

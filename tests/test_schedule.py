@@ -11,7 +11,7 @@ from lagmon.stages.reporter import POLL_SECONDS, Reporter
 from lagmon.stages.sampler import Sampler
 from lagmon.store import Store
 from tests.helpers import Clock, make_config
-from tests.test_sampling import MONITORING, ScriptedKafka
+from tests.test_sampling import MONITORING, ScriptedKafka, sampler_at
 
 INTERVAL = MONITORING["sample_interval_seconds"]  # 10
 OFFLINE = MONITORING["offline_sample_interval_seconds"]  # 100
@@ -26,17 +26,7 @@ def env(tmp_path):
     store.close()
 
 
-def sampler(cfg, store, kafka):
-    clock = Clock()
-    s = Sampler(cfg, store, kafka, clock=clock)
-    step = s.step
-
-    def stepped(now):
-        clock.t = now
-        return step(now)
-
-    s.step = stepped  # type: ignore[method-assign]
-    return s
+sampler = sampler_at  # a Sampler whose wall clock follows the step times
 
 
 def run_for(s, start: float, seconds: float, max_steps: int = 10_000) -> int:
