@@ -228,7 +228,7 @@ def test_demo_under_tmux_shows_every_state_and_ctrl_c_leaves_nothing(tmp_path):
         took = time.monotonic() - pressed
         final = tmux.screen()
         print(f"Ctrl-C to nothing left: {took:.1f} s\n{final}")
-        assert tmux.pane("#{pane_dead_status}") == "0", final
+        assert tmux.pane("#{pane_dead_status}") == "0", f"signal {tmux.pane('#{pane_dead_signal}')}:\n{final}"
         assert not ours(workdir), f"left running {took:.0f} s after Ctrl-C: {ours(workdir)}"
         assert not [p for p in pids.values() if Path(f"/proc/{p}").exists()]
         assert "nothing left running" in final
