@@ -563,10 +563,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    code = main()
-    # Everything the demo started is stopped by now. Skip the interpreter's teardown: the
-    # traffic threads' librdkafka handles are destroyed there, and on Kafka 3.9.1 that was
-    # seen to end the process by a signal after a clean stop, hiding the demo's exit code.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    sys.exit(main())

@@ -222,7 +222,10 @@ def test_demo_under_tmux_shows_every_state_and_ctrl_c_leaves_nothing(tmp_path):
         tmux("send-keys", "-t", "demo", "C-c")
         pressed = time.monotonic()
         while time.monotonic() < pressed + STOP_TIMEOUT:
-            if tmux.pane("#{pane_dead}") == "1" and not ours(workdir):
+            # tmux marks the pane dead when its pty closes, and records the exit status only
+            # when it has reaped the process: wait for both.
+            exited = tmux.pane("#{pane_dead}") == "1" and tmux.pane("#{pane_dead_status}#{pane_dead_signal}")
+            if exited and not ours(workdir):
                 break
             time.sleep(0.5)
         took = time.monotonic() - pressed
@@ -230,6 +233,10 @@ def test_demo_under_tmux_shows_every_state_and_ctrl_c_leaves_nothing(tmp_path):
         print(f"Ctrl-C to nothing left: {took:.1f} s\n{final}")
         assert tmux.pane("#{pane_dead_status}") == "0", f"signal {tmux.pane('#{pane_dead_signal}')}:\n{final}"
         assert not ours(workdir), f"left running {took:.0f} s after Ctrl-C: {ours(workdir)}"
+        # A killed process lingers as a zombie until its parent (or init) reaps it: bounded wait.
+        gone_by = time.monotonic() + 15
+        while [p for p in pids.values() if Path(f"/proc/{p}").exists()] and time.monotonic() < gone_by:
+            time.sleep(0.2)
         assert not [p for p in pids.values() if Path(f"/proc/{p}").exists()]
         assert "nothing left running" in final
         assert not any(port_open(p, timeout=0.5) for p in PORTS)
