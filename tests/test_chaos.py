@@ -31,6 +31,7 @@ from tests.test_supervisord import (
     descendants,
     short_dir,
     stage_pid,
+    states,
     strays,
     supervisord_pid,
     wait_running,
@@ -179,8 +180,12 @@ def test_chaos_sigkill_stages_and_supervisord_under_traffic(kafka_bootstrap):
                 assert d.proc.wait(15) == 1, d.logs()  # lagmon run: "supervisord exited unexpectedly"
                 d = start()  # waits (bounded) for the orphans to release the database
             else:
-                stage = rng.choice(STAGES)
-                pid = stage_pid(d.conf, stage)
+                # Only a stage supervisord counts as started (RUNNING, after startsecs): killing
+                # one again within startsecs of its restart is a failed start to supervisord, and
+                # four of those make it FATAL, which `lagmon run` rightly turns into an exit.
+                running = sorted(st for st, state in states(d.conf).items() if state == "RUNNING")
+                stage = rng.choice(running) if running else None
+                pid = stage_pid(d.conf, stage) if stage else 0
                 if pid:
                     signal_pid(pid)
                     kills["stage"] += 1
