@@ -452,6 +452,9 @@ class Demo:
             code = exc.code
         finally:
             self.stop(flow)
+            # For a caller that cannot see the exit status (tmux records it late, or not at all).
+            with contextlib.suppress(OSError):
+                (self.dir / "exit-code").write_text(f"{code}\n")
         return code
 
     def loop(self, flow: Traffic) -> int:

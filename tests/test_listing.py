@@ -10,24 +10,10 @@ import pytest
 from lagmon.kafka import KafkaUnavailable
 from lagmon.stages.listing import SAMPLE_DEADLINE_MAX, sample_budget
 from lagmon.stages.reporter import Reporter
-from lagmon.stages.sampler import Sampler
 from lagmon.store import Store
 from lagmon.supervisor import STOPWAITSECS
-from tests.helpers import Clock, make_config
-from tests.test_sampling import MONITORING, ScriptedKafka
-
-
-def sampler_at(cfg, store, kafka):
-    clock = Clock()
-    sampler = Sampler(cfg, store, kafka, clock=clock)
-    step = sampler.step
-
-    def stepped(now):
-        clock.t = now
-        return step(now)
-
-    sampler.step = stepped  # type: ignore[method-assign]
-    return sampler
+from tests.helpers import make_config
+from tests.test_sampling import MONITORING, ScriptedKafka, sampler_at
 
 
 @pytest.fixture
