@@ -7,16 +7,18 @@ The report format is the spec's "Output Format":
                     "worst_partition", "status", "data_resolution",
                     "partitions_monitored", "calculated_at",
                     "lag_lower_bound",
-                    # additive, once the sampler has stored them (lagmon.figures):
+                    # additive: "lag_seconds_exact" (from the reporter), and once
+                    # the sampler has stored them (lagmon.figures):
                     "offset_lag", "worst_partition_offset_lag",
                     "catch_up_seconds", "messages_lost"}, ...],
      "monitor": {...}}            # only when the caller passes one
 
 Guarantees: ``lag_seconds`` is always a non-negative int (None, NaN and
 negative values become 0, infinities and absurd values are capped at
-MAX_LAG_SECONDS); ``worst_partition`` is null when the lag is 0; times are
-ISO-8601 UTC with second precision and a ``Z``; consumers are ordered by
-largest lag first, then group_id, then topic.
+MAX_LAG_SECONDS); ``lag_seconds_exact`` is the same lag before rounding, to
+the millisecond, and rounds (half up) to ``lag_seconds``; ``worst_partition``
+is null when the lag is 0; times are ISO-8601 UTC with second precision and a
+``Z``; consumers are ordered by largest lag first, then group_id, then topic.
 
 Nothing here reads the database or the clock: callers pass ``generated_at``
 and ``now``.  ``write_atomic`` never lets a reader see a partial or empty
@@ -114,6 +116,8 @@ class ConsumerRow:
     worst_partition_offset_lag: int | None = None
     catch_up_seconds: float | None = None
     messages_lost: int | None = None
+    # The lag before rounding (timelag.GroupLag.exact); None: lag_seconds itself.
+    lag_seconds_exact: float | None = None
 
 
 def _count(value: Any) -> int | None:
@@ -124,6 +128,19 @@ def _count(value: Any) -> int | None:
         return max(0, int(value))
     except (TypeError, ValueError, OverflowError):
         return None
+
+
+def exact_lag(lag: int, value: Any) -> float:
+    """The unrounded lag, to the millisecond, kept within the half second that rounds to
+    ``lag`` (so a reader's round() of it never disagrees with lag_seconds)."""
+    try:
+        f = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return float(lag)
+    if not math.isfinite(f):
+        return float(lag)
+    low, high = (0.0, 0.499) if lag == 0 else (lag - 0.5, lag + 0.499)
+    return min(max(round(f, 3), low), high)
 
 
 def _consumer(row: ConsumerRow, generated_at: float) -> dict:
@@ -155,6 +172,8 @@ def _consumer(row: ConsumerRow, generated_at: float) -> dict:
         "calculated_at": calculated,
         "lag_lower_bound": bool(row.lag_lower_bound) and lag > 0,
     }
+    if row.lag_seconds_exact is not None:  # additive: the reporter always gives it
+        out["lag_seconds_exact"] = exact_lag(lag, row.lag_seconds_exact)
     if row.offset_lag is not None:  # the additive figures: all four, once the sampler has them
         out["offset_lag"] = _count(row.offset_lag)
         out["worst_partition_offset_lag"] = _count(row.worst_partition_offset_lag)

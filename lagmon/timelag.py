@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 Point = tuple[int, float]  # (offset, time)
@@ -94,6 +94,9 @@ class GroupLag:
     lower_bound: bool
     partitions: int
     calculated_at: float
+    # The worst partition's lag before rounding: round_seconds(exact) == seconds, capped at
+    # MAX_SECONDS. Not compared: two lags are the same lag when their whole seconds are.
+    exact: float = field(default=0.0, compare=False)
 
 
 def append_time(c: int, below: Sequence[Point], above: Sequence[Point]) -> tuple[float, bool]:
@@ -334,6 +337,7 @@ def group_lag_at(summary: LagSummary, now: float) -> GroupLag:
         cands.append(h._replace(at=min(h.at, now)))
     worst = max(cands, key=lambda c: (c.seconds, -c.partition)) if cands else None
     seconds = 0 if worst is None else round_seconds(worst.seconds)
+    exact = 0.0 if worst is None else min(max(worst.seconds, 0.0), float(MAX_SECONDS))
     if worst is None or seconds == 0:  # every partition current: as of the newest evaluation
         newest = now if summary.any_growing or summary.held_newest_at is None else summary.held_newest_at
         return GroupLag(
@@ -342,6 +346,7 @@ def group_lag_at(summary: LagSummary, now: float) -> GroupLag:
             lower_bound=False,
             partitions=summary.partitions,
             calculated_at=min(newest, now),
+            exact=exact,
         )
     return GroupLag(
         seconds=seconds,
@@ -349,6 +354,7 @@ def group_lag_at(summary: LagSummary, now: float) -> GroupLag:
         lower_bound=worst.lower_bound,
         partitions=summary.partitions,
         calculated_at=worst.at,
+        exact=exact,
     )
 
 

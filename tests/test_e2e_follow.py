@@ -26,6 +26,7 @@ import pytest
 from confluent_kafka import Producer
 
 from bench.accuracy import only_prefix
+from lagmon.timelag import round_seconds
 from testing.stages import StageProcess, write_config
 from testing.traffic import LagConsumer, SteadyProducer, Truth, create_topic, read_report, unique, wait_for
 from tests.helpers import entry
@@ -79,6 +80,9 @@ def check(path, db, truth, group, topic, sample_at, what):
     assert abs(e["lag_seconds"] - true_lag) <= TRUTH_TOLERANCE, (
         f"{what}: reported {e['lag_seconds']} s, true {true_lag:.2f} s"
     )
+    exact = e["lag_seconds_exact"]
+    assert round_seconds(exact) == e["lag_seconds"], f"{what}: {exact} does not round to {e['lag_seconds']}"
+    assert abs(exact - true_lag) <= TRUTH_TOLERANCE, f"{what}: exact {exact} s, true {true_lag:.2f} s"
     return e["lag_seconds"], true_lag
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import calendar
+import dataclasses
 import json
+import math
 from dataclasses import dataclass
 
 import orjson
@@ -19,6 +21,7 @@ from lagmon.report import (
     iso_utc,
     lag_display,
 )
+from lagmon.timelag import round_seconds
 
 T0 = float(calendar.timegm((2026, 2, 18, 12, 0, 0)))  # 2026-02-18T12:00:00Z
 
@@ -98,6 +101,25 @@ def test_iso_utc():
 
 def row(group="g", topic="t", lag=300, worst=3, status="online", res="fine", parts=8, at=T0, lower=False):
     return ConsumerRow(group, topic, lag, worst, status, res, parts, at, lower)
+
+
+@given(
+    lag=st.none() | st.integers(-5, 10**12) | st.floats(allow_nan=True),
+    exact=st.floats(allow_nan=True, allow_infinity=True),
+)
+def test_exact_lag_always_rounds_to_lag_seconds(lag, exact):
+    c = build_report([dataclasses.replace(row(), lag_seconds=lag, lag_seconds_exact=exact)], generated_at=T0)
+    c = c["consumers"][0]
+    assert isinstance(c["lag_seconds_exact"], float) and c["lag_seconds_exact"] >= 0
+    assert round_seconds(c["lag_seconds_exact"]) == c["lag_seconds"]
+    if math.isfinite(exact) and exact >= 0 and abs(exact - c["lag_seconds"]) < 0.49:
+        assert c["lag_seconds_exact"] == pytest.approx(exact, abs=0.0005)
+
+
+def test_exact_lag_is_additive():
+    assert "lag_seconds_exact" not in build_report([row()], generated_at=T0)["consumers"][0]
+    c = build_report([dataclasses.replace(row(lag=12), lag_seconds_exact=12.3456)], generated_at=T0)
+    assert c["consumers"][0]["lag_seconds_exact"] == 12.346
 
 
 def test_report_matches_spec_example():

@@ -97,6 +97,18 @@ def test_summary_gives_the_group_lag_at_any_later_now(ts, after):
 
 
 @PROPS
+@given(ts=st.lists(terms, max_size=8, unique_by=lambda t: t.partition), after=st.floats(0, 90))
+def test_exact_lag_rounds_to_the_reported_seconds(ts, after):
+    """lag_seconds_exact is the worst partition's lag before rounding: it rounds to the whole
+    seconds reported, and it is the largest of the partitions' lags at now."""
+    now = max((t.held_at for t in ts if t.held_at is not None), default=0.0) + after
+    g = group_lag_at(summarize(ts), now)
+    assert round_seconds(g.exact) == g.seconds
+    lags = [p.seconds for p in (term_lag(t, now) for t in ts) if p is not None]
+    assert g.exact == pytest.approx(max(lags, default=0.0), abs=1e-9)
+
+
+@PROPS
 @given(h=histories(), extra=st.floats(0, 86_400), data=st.data())
 def test_group_lags_equal_partition_by_partition_on_histories(h, extra, data):
     commits = data.draw(st.lists(st.integers(max(0, h.base - 3), h.newest + 2), min_size=1, max_size=5))

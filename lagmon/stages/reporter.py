@@ -81,6 +81,7 @@ class Reporter:
                     partitions_monitored=lag.partitions,
                     calculated_at=lag.calculated_at,
                     lag_lower_bound=lag.lower_bound,
+                    lag_seconds_exact=lag.exact,
                 )
             )
         return rows
