@@ -43,7 +43,7 @@ that reads message timestamps itself every 5 s. Two forms of that exporter are j
   - EXPORTER_5S, the figures the issue measured on its own traffic (steady = a live group,
     delay = a group steadily behind, stopped, unconsumed = a burst past a caught-up group);
   - the same exporter modelled in THIS run on the same traffic and truth: at every tick of its
-    cycle (the sampling interval, from the run's start) it reads the true lag (the truth
+    cycle (the sampling interval, half an interval off the reads' phase) it reads the true lag (the truth
     recorder's value then: the age of the message at each committed offset, in fractional
     seconds) and shows it until its next tick. "exporter int" is that value rounded to whole
     seconds as lag_seconds is; "int floor" is the error of the truth itself rounded to whole
@@ -413,7 +413,10 @@ def judge(readings, recorders, pairs, started, args, dump) -> list[dict]:
                         r["ax"].append(abs(e["lag_seconds_exact"] - truth_now))
                     r["floor"].append(abs(round(truth_now) - truth_now))
                     # The timestamp-reading exporter: what it read at its last tick, shown since.
-                    tick = started + (read_at - started) // interval * interval
+                    # Its ticks are half an interval off the reads' phase (the reads come every
+                    # second from the start: ticks on the start would make it always fresh at 1 s).
+                    phase = started + interval / 2
+                    tick = phase + (read_at - phase) // interval * interval
                     shown = rec.truth_at(tick)
                     if shown is not None:
                         r["exp"].append(abs(shown - truth_now))

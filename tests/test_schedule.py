@@ -248,6 +248,42 @@ def test_the_report_is_rewritten_every_second_while_a_lag_grows(env):
     assert len(lags) == 3 and lags[0] < lags[1] < lags[2], lags
 
 
+def test_a_growing_lag_is_rewritten_as_its_whole_seconds_change(env):
+    """While a lag grows, each report comes as the exact lag reaches k + 0.5, so lag_seconds is
+    the truth rounded whenever it is read (not up to a second behind it)."""
+    cfg, store, kafka = env
+    kafka.head = {("orders", 0): 100, ("orders", 1): 0}
+    kafka.commits = {"g1": {("orders", 0): 50}}
+    s = sampler(cfg, store, kafka)
+    for now in (1000.0, 1010.0):  # static and behind: its lag grows with time
+        kafka.head = {("orders", 0): kafka.head[("orders", 0)] + 10, ("orders", 1): 0}
+        s.step(now)
+    mono = Clock(50.0)
+    reporter = Reporter(cfg, store, clock=mono)
+    writes = []  # (now, lag_seconds, lag_seconds_exact)
+    write = reporter.write
+
+    def recorded(now):
+        write(now)
+        c = json.loads(open(cfg.output.json_path).read())["consumers"][0]
+        writes.append((now, c["lag_seconds"], c["lag_seconds_exact"]))
+
+    reporter.write = recorded  # type: ignore[method-assign]
+    now = 1010.37
+    for _ in range(60):  # as the runtime does: the next step when this one says
+        delay = reporter.step(now)
+        assert 0.0 <= delay <= POLL_SECONDS
+        mono.t += delay
+        now += delay
+    t_star = writes[0][0] - writes[0][2]
+    assert len(writes) >= 5
+    for at, lag, exact in writes[1:]:
+        assert exact == pytest.approx(at - t_star, abs=0.002)
+        assert exact - (lag - 0.5) == pytest.approx(0.0, abs=0.002), (at, lag, exact)  # just crossed
+    lags = [w[1] for w in writes]
+    assert lags == list(range(lags[0], lags[0] + len(lags))), lags
+
+
 class SilentKafka(ScriptedKafka):
     """Every listed group's offset fetch fails (an ACL denial on all of them)."""
 

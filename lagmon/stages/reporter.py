@@ -8,16 +8,19 @@ The report follows the sample: every POLL_SECONDS the step reads one cheap marke
 database (the sampler's last successful step in stage_state) and rewrites lag.json as soon
 as it moved, so lag.json is at most about POLL_SECONDS plus one write behind a sample. It
 is rewritten at least every report_interval_seconds anyway (monitor.stale keeps moving when
-no sample lands), and every GROWING_REFRESH seconds while some lag grows with time (a
-stopped group's lag is computed at the report, so its whole-second value changes each
-second: a reader gets it within about a second, whatever the sampling interval). That due time is kept on the monotonic clock, so a step
-of the wall clock neither stops nor floods the reports. The stages still talk only through
-the database.
+no sample lands), and, while some lag grows with time (a stopped group's lag is computed at
+the report), at the instant a growing lag's whole seconds change: when its exact lag reaches
+k + 0.5, so the lag_seconds a reader finds is the truth rounded, at whatever moment it reads
+(at least every GROWING_REFRESH seconds; never more often than GROWING_MIN seconds, nor
+than GROWING_COST times the last write took). Those due times are kept on the monotonic
+clock, so a step of the wall clock neither stops nor floods the reports. The stages still
+talk only through the database.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 
 from lagmon import report, states, timelag
@@ -27,8 +30,12 @@ from lagmon.stages.runtime import stage_main
 
 # How often the step looks for a new sample (one single-row read when nothing landed).
 POLL_SECONDS = 0.25
-# How often lag.json is rewritten while some reported lag grows with time.
+# While some reported lag grows with time, lag.json is rewritten when its whole seconds
+# change, at least every GROWING_REFRESH s and at most every GROWING_MIN s (or GROWING_COST
+# times the last write's duration, for a report of very many pairs).
 GROWING_REFRESH = 1.0
+GROWING_MIN = 0.1
+GROWING_COST = 4.0
 
 
 class Reporter:
@@ -45,7 +52,7 @@ class Reporter:
         self._marker: tuple | None = None  # the sampler's marker at the last report
         self._due: float | None = None  # monotonic time the next report is due regardless
         self._written: float | None = None  # monotonic time of the last report
-        self._growing = False  # the last report had a lag that grows with time
+        self._growing_after: float | None = None  # seconds after the last report one is due (a lag grows)
 
     def rows(self, now: float) -> list[report.ConsumerRow]:
         """One row per group/topic the sampler has a status for. Its lag comes from the summary
@@ -99,21 +106,25 @@ class Reporter:
         interval = float(self.cfg.monitoring.report_interval_seconds)
         marker = self._sample_marker()
         mono = self._clock()
-        refresh = min(GROWING_REFRESH, interval)
-        growing_due = self._growing and self._written is not None and mono >= self._written + refresh
-        if self._due is None or marker != self._marker or mono >= self._due or growing_due:
+        if self._due is None or marker != self._marker or mono >= min(self._due, self._growing_due(interval)):
             self._marker = marker
             self.write(now)
             self._written = mono
             mono = self._clock()
             self._due = mono + interval
-        return max(0.0, min(POLL_SECONDS, interval, self._due - mono))
+        return max(0.0, min(POLL_SECONDS, interval, self._due - mono, self._growing_due(interval) - mono))
+
+    def _growing_due(self, interval: float) -> float:
+        """The monotonic time a report is due because a lag grows (inf when none grows)."""
+        if self._growing_after is None or self._written is None:
+            return math.inf
+        return self._written + min(self._growing_after, interval)
 
     def write(self, now: float) -> float:
         """Compute every row at ``now`` and rewrite lag.json (one report)."""
+        began = time.perf_counter()
         rows = self.figures.rows(self.rows(now), now)
-        # A lag computed at the report (not held at a sample) grows with time.
-        self._growing = any(r.lag_seconds > 0 and r.calculated_at >= now for r in rows)
+        self._growing_after = self._next_change(rows, now)
         monitor = report.build_monitor(
             self.store.stage_states(),
             now=now,
@@ -154,7 +165,22 @@ class Reporter:
         elif self.stale and not stale:
             self.log.info("report is fresh again: the sampler is completing samples")
         self.stale = stale
+        if self._growing_after is not None:
+            self._growing_after = max(self._growing_after, GROWING_COST * (time.perf_counter() - began))
         return self.cfg.monitoring.report_interval_seconds
+
+    @staticmethod
+    def _next_change(rows: list[report.ConsumerRow], now: float) -> float | None:
+        """Seconds until the first lag that grows with time (computed at the report, not held
+        at a sample) changes its whole seconds; None when no lag grows."""
+        flips = [
+            r.lag_seconds + 0.5 - (r.lag_seconds if r.lag_seconds_exact is None else r.lag_seconds_exact)
+            for r in rows
+            if r.calculated_at >= now and (r.lag_seconds > 0 or (r.lag_seconds_exact or 0.0) > 0.0)
+        ]
+        if not flips:
+            return None
+        return min(GROWING_REFRESH, max(GROWING_MIN, min(flips)))
 
 
 def make_step(cfg, store, log):
