@@ -112,6 +112,8 @@ def describe(cmd: str) -> str:
     for stage in ("sampler", "reporter", "housekeeper"):
         if f"lagmon-{stage}" in cmd or f"stages.{stage}" in cmd or f"processes.{stage}" in cmd:
             return stage
+    if "lagmon.kafka.worker" in cmd:
+        return "sampler's Kafka worker"
     if "resource_tracker" in cmd:
         return "multiprocessing resource tracker"
     if "multiprocessing" in cmd or "spawn_main" in cmd:
