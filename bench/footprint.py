@@ -17,8 +17,8 @@ the three stages) on a fresh database with lagmon's default intervals (or --samp
     group/topic of the cluster with its lag (lag_seconds > 0, not a lower bound) and the
     database holds an anchor for every lagging partition's commit;
   footprint: VmRSS (from /proc/PID/status) of EVERY descendant of the `lagmon run` process
-    (supervisord, which `lagmon run` execs into, every stage, the sampler's offsets worker,
-    multiprocessing's resource tracker, anything else), each printed, and their sum, sampled
+    (`lagmon run` itself, which execs into supervisord (lagmon.runner), every stage, the
+    sampler's Kafka worker, anything else), each printed, and their sum, sampled
     every 0.5 s for --watch seconds after the first useful report; the sum's maximum is the
     figure judged against the goal (< 100 MB). PSS (smaps_rollup, shared pages divided among
     the processes sharing them) is printed beside it: a plain RSS sum counts the shared

@@ -56,32 +56,32 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__
 
 def send(conn: socket.socket, obj: object) -> None:
     data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    conn.sendall(_HEADER.pack(len(data)) + data)
+    conn.sendall(_HEADER.pack(len(data)))
+    conn.sendall(data)  # not header + data: that would copy a committed answer of many MB
 
 
-def _read(conn: socket.socket, n: int, until: float | None) -> bytes:
-    chunks, left = [], n
-    while left:
+def _read(conn: socket.socket, n: int, until: float | None) -> bytearray:
+    """Exactly n bytes, received into one buffer (no chunks joined: one copy of the frame)."""
+    buf = bytearray(n)
+    view, got = memoryview(buf), 0
+    while got < n:
         if until is not None:
             remaining = until - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError
             conn.settimeout(remaining)
-        chunk = conn.recv(min(left, 1 << 20))
-        if not chunk:
+        count = conn.recv_into(view[got:])
+        if not count:
             raise EOFError
-        chunks.append(chunk)
-        left -= len(chunk)
-    return b"".join(chunks)
+        got += count
+    return buf
 
 
 def recv(conn: socket.socket, until: float | None = None) -> Any:
     """The next frame; TimeoutError at `until` (time.monotonic()), EOFError when the peer is gone."""
-    try:
+    try:  # a socket timeout is a TimeoutError
         (size,) = _HEADER.unpack(_read(conn, _HEADER.size, until))
         return pickle.loads(_read(conn, size, until))
-    except TimeoutError:
-        raise TimeoutError from None
     finally:
         if until is not None:
             conn.settimeout(None)

@@ -26,7 +26,7 @@ import sys
 import types
 from typing import Any
 
-from lagmon import instance
+from lagmon import instance, memory
 from lagmon.kafka.isolated import CALLS, CRASH, recv, send
 from lagmon.kafka.unavailable import KafkaUnavailable
 
@@ -48,6 +48,7 @@ def serve(conn: socket.socket) -> None:
             except (EOFError, OSError):
                 break
             answer(conn, client, method, args, kwargs)
+            memory.trim()  # the answer's objects and pickle, freed, back to the kernel
     finally:
         client.close()
 

@@ -48,7 +48,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from lagmon import instance
+from lagmon import instance, memory
 from lagmon.exits import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, config_error, database_error
 
 BACKOFF_START = 1.0
@@ -319,6 +319,7 @@ def run_stage(
         heartbeat(wall(), True)
         if once:
             return EXIT_OK
+        memory.trim()  # the step's garbage back to the kernel: the RSS between steps is real
         _sleep_until(started + _delay_seconds(delay, interval, log), stop, clock)
 
     log.info("stopping on %s", _signame(stop.signum) if stop.signum else "request")
