@@ -117,7 +117,7 @@ def describe(cmd: str) -> str:
     if "resource_tracker" in cmd:
         return "multiprocessing resource tracker"
     if "multiprocessing" in cmd or "spawn_main" in cmd:
-        return "spawned child (sampler's offsets worker)"
+        return "multiprocessing child"
     return cmd[:60]
 
 

@@ -6,7 +6,7 @@ a restart, and a live holder always blocks a second copy. The file holds the hol
 the refusal can name it.
 
 `watch_parent(on_orphan)` ends a process whose parent died (supervisord SIGKILLed, or the
-sampler for its offsets worker): the kernel sends SIGTERM at the parent's death
+sampler for its Kafka worker): the kernel sends SIGTERM at the parent's death
 (PR_SET_PDEATHSIG), and a thread that polls the parent pid covers the window before prctl
 and any platform without it.
 """
