@@ -17,8 +17,8 @@ the three stages) on a fresh database with lagmon's default intervals (or --samp
     group/topic of the cluster with its lag (lag_seconds > 0, not a lower bound) and the
     database holds an anchor for every lagging partition's commit;
   footprint: VmRSS (from /proc/PID/status) of EVERY descendant of the `lagmon run` process
-    (supervisord, which `lagmon run` execs into, every stage, the sampler's offsets worker,
-    multiprocessing's resource tracker, anything else), each printed, and their sum, sampled
+    (`lagmon run` itself, which execs into supervisord (lagmon.runner), every stage, the
+    sampler's Kafka worker, anything else), each printed, and their sum, sampled
     every 0.5 s for --watch seconds after the first useful report; the sum's maximum is the
     figure judged against the goal (< 100 MB). PSS (smaps_rollup, shared pages divided among
     the processes sharing them) is printed beside it: a plain RSS sum counts the shared
@@ -112,10 +112,12 @@ def describe(cmd: str) -> str:
     for stage in ("sampler", "reporter", "housekeeper"):
         if f"lagmon-{stage}" in cmd or f"stages.{stage}" in cmd or f"processes.{stage}" in cmd:
             return stage
+    if "lagmon.kafka.worker" in cmd:
+        return "sampler's Kafka worker"
     if "resource_tracker" in cmd:
         return "multiprocessing resource tracker"
     if "multiprocessing" in cmd or "spawn_main" in cmd:
-        return "spawned child (sampler's offsets worker)"
+        return "multiprocessing child"
     return cmd[:60]
 
 

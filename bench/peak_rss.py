@@ -6,7 +6,7 @@ Why a launcher: a child's ru_maxrss (from wait4 or RUSAGE_CHILDREN) starts at th
 parent had when it forked, because Linux carries the pre-exec memory's high-water mark
 over exec. Measured from a big benchmark process, every stage would look as big as the
 benchmark. This launcher is small, so the child's figure is the child's own (and includes
-any of its children it waited for, e.g. the sampler's offsets worker).
+any of its children it waited for, e.g. the sampler's Kafka worker).
 The command's own output goes to --log (default: discarded).
 """
 

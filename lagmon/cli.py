@@ -63,8 +63,9 @@ def check_config(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    """supervisord in the foreground with the three stages, watched by lagmon.runner: exit 0
-    on SIGTERM/SIGINT, or a FATAL stage's code (2 config, 3 database, 4 locked)."""
+    """supervisord in the foreground with the three stages, in this process (lagmon.runner):
+    exit 0 on SIGTERM/SIGINT, or a FATAL stage's code (2 config, 3 database, 4 locked). Returns
+    only on an error before supervisord starts."""
     cfg = load_config(args.config)
     if cfg is None:
         return EXIT_CONFIG
@@ -108,8 +109,10 @@ def run(args: argparse.Namespace) -> int:
         fh.write(supervisor.render(layout))
     os.environ["LAGMON_CONFIG"] = layout.config
     print(f"lagmon: supervisord with {', '.join(supervisor.STAGES)}; logs in {log_dir}", file=sys.stderr)
+    sys.stdout.flush()
     sys.stderr.flush()
-    return runner.supervise(conf, socket)
+    # supervisord runs in this process (lagmon.runner), which sheds the CLI's imports first.
+    os.execv(sys.executable, [sys.executable, "-m", "lagmon.runner", conf])
 
 
 # --------------------------------------------------------------------------- status

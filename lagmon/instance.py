@@ -6,7 +6,7 @@ a restart, and a live holder always blocks a second copy. The file holds the hol
 the refusal can name it.
 
 `watch_parent(on_orphan)` ends a process whose parent died (supervisord SIGKILLed, or the
-sampler for its offsets worker): the kernel sends SIGTERM at the parent's death
+sampler for its Kafka worker): the kernel sends SIGTERM at the parent's death
 (PR_SET_PDEATHSIG), and a thread that polls the parent pid covers the window before prctl
 and any platform without it.
 """
@@ -77,13 +77,16 @@ def _read_pid(fd: int) -> int | None:
         return None
 
 
-def watch_parent(on_orphan: Callable[[], None], *, poll: float = PARENT_POLL_SECONDS) -> None:
+def watch_parent(
+    on_orphan: Callable[[], None], *, poll: float = PARENT_POLL_SECONDS, parent: int | None = None
+) -> None:
     """Call on_orphan() once when this process's parent dies (its ppid changes).
 
-    The parent is the one at the time of the call. With prctl the kernel also sends SIGTERM at
+    The parent is `parent` (a child told its parent's pid, so that a parent dead before this
+    call is noticed) or the one at the time of the call. With prctl the kernel also sends SIGTERM at
     the parent's death, which reaches the stage's ordinary SIGTERM handler.
     """
-    parent = os.getppid()
+    parent = os.getppid() if parent is None else parent
     _set_parent_death_signal(signal.SIGTERM)
     if os.getppid() != parent:  # it died before prctl took effect
         on_orphan()

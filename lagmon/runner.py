@@ -1,37 +1,34 @@
-"""`lagmon run`'s parent process: supervisord in the foreground, watched.
+"""`lagmon run`'s process: supervisord itself, run in this process, watched from inside.
 
 supervisord alone keeps running with every stage FATAL and exits 0 on SIGTERM, so an
-operator's process manager would see a healthy `lagmon run` that monitors nothing. This
-parent starts supervisord as its child, forwards SIGTERM/SIGINT/SIGHUP to it, and every
-second asks it (XML-RPC over its unix socket) for the stages' states. When a stage is FATAL,
-lagmon cannot heal itself: it stops supervisord and exits with that stage's exit code
-(2 config, 3 database, 4 another copy running), so the failure is loud. supervisord gets
-SIGTERM from the kernel if this parent dies (PR_SET_PDEATHSIG), and each stage watches its own
-parent the same way, so no process outlives its supervisor.
+operator's process manager would see a healthy `lagmon run` that monitors nothing. Here
+supervisord's own main loop runs in the `lagmon run` process (cli.run execs
+`python -m lagmon.runner CONF`, shedding the CLI's imports), watching its stages'
+states: when a stage is FATAL, lagmon cannot heal itself, so supervisord stops
+the others and this process exits with that stage's exit code (2 config, 3 database, 4 another
+copy running), so the failure is loud. No second Python process watches the first: killed
+(the OOM killer), `lagmon run` dies with its signal, which its process manager sees, and each
+stage watches its own parent (PR_SET_PDEATHSIG and a poll) so no stage outlives it.
+
+Signals: SIGTERM, SIGINT and SIGHUP stop everything (exit 0; SIGHUP does not reload, as
+supervisord's own would); a second one exits at once with 128+N, and the stages, orphaned,
+stop within their bound.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import re
 import signal
 import socket
-import subprocess
 import sys
-import xmlrpc.client
-from collections.abc import Sequence
 from typing import Any
 
-from lagmon import exits, instance
+from lagmon import exits
 
-POLL_SECONDS = 1.0
-RPC_TIMEOUT = 10.0
-LOG_TAIL_BYTES = 65536
 # How long `lagmon run` waits for the stages of a killed supervisord to stop (their hard-exit
 # bound after losing their parent is 5 s) before it refuses to start a second set.
 ORPHANS_TIMEOUT = 15.0
-STOP_TIMEOUT = 90.0  # supervisord's stopwaitsecs (30 s) per stage, stopped in parallel, plus margin
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 def socket_owner(sock_path: str, pid_path: str) -> int | None:
@@ -53,41 +50,6 @@ def socket_owner(sock_path: str, pid_path: str) -> int | None:
         return -1
 
 
-def _proxy(sock_path: str) -> Any:
-    """An XML-RPC proxy to supervisord whose calls time out (a hung supervisord cannot hang us)."""
-    from supervisor.xmlrpc import SupervisorTransport, UnixStreamHTTPConnection
-
-    class TimedConnection(UnixStreamHTTPConnection):
-        def connect(self) -> None:
-            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            self.sock.settimeout(RPC_TIMEOUT)
-            self.sock.connect(sock_path)
-
-    transport = SupervisorTransport(serverurl=f"unix://{sock_path}")
-    transport._get_connection = lambda: TimedConnection("localhost")
-    return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
-
-
-def fatal_stages(sock_path: str) -> dict[str, int] | None:
-    """stage -> last exit status of each FATAL stage; None while supervisord does not answer.
-
-    supervisord forgets the status of an exit "too quickly" (getProcessInfo says 0), which is
-    exactly how a stage that cannot start ends, so the status comes from its own log line
-    ``exited: <stage> (exit status N; not expected)``, read over the same socket."""
-    try:
-        proxy = _proxy(sock_path)
-        infos = proxy.supervisor.getAllProcessInfo()
-        fatal = [i["name"] for i in infos if i.get("statename") == "FATAL"]
-        text = str(proxy.supervisor.readLog(-LOG_TAIL_BYTES, 0)) if fatal else ""
-    except (OSError, xmlrpc.client.Error):
-        return None
-    out = {}
-    for name in fatal:
-        codes = re.findall(rf"exited: {re.escape(name)} \(exit status (\d+); not expected\)", text)
-        out[name] = int(codes[-1]) if codes else exits.EXIT_FAILED
-    return out
-
-
 def exit_code_for(fatal: dict[str, int]) -> int:
     """The documented code of the most telling failure among FATAL stages."""
     codes = set(fatal.values())
@@ -97,72 +59,95 @@ def exit_code_for(fatal: dict[str, int]) -> int:
     return exits.EXIT_FAILED
 
 
-def _pdeathsig() -> None:  # runs in the child between fork and exec
-    instance._set_parent_death_signal(signal.SIGTERM)
+class _Watch:
+    """The stop signals counted, and the FATAL stages with their last exit status."""
 
+    def __init__(self, options: Any, shutdown: int):
+        self.options, self.shutdown = options, shutdown
+        self.stopping: list[int] = []
+        self.fatal: dict[str, int] = {}
+        self.exits: dict[str, int] = {}  # stage -> status of its last exit (1 for a signal)
 
-def supervise(conf: str, sock_path: str, *, argv: Sequence[str] | None = None) -> int:
-    """Run supervisord -n -c conf until it exits or a stage is FATAL; the exit code."""
-    cmd = list(argv or [sys.executable, "-m", "supervisor.supervisord", "-n", "-c", conf])
-    child = subprocess.Popen(cmd, preexec_fn=_pdeathsig)  # noqa: PLW1509 (only a prctl call)
-    stopping: list[int] = []
+    def setsignals(self) -> None:
+        """Replaces ServerOptions.setsignals: supervisord's receiver for the rest."""
+        receive = self.options.signal_receiver.receive
+        for s in (signal.SIGQUIT, signal.SIGCHLD, signal.SIGUSR2):
+            signal.signal(s, receive)
+        for s in STOP_SIGNALS:
+            signal.signal(s, self.on_stop_signal)
 
-    def forward(signum: int, _frame: object) -> None:
-        stopping.append(signum)
-        if len(stopping) >= 2:  # a second signal: stop now (each stage then exits at once too)
+    def on_stop_signal(self, signum: int, frame: Any) -> None:
+        self.stopping.append(signum)
+        if len(self.stopping) >= 2:  # a second signal: stop now (each stage then exits at once too)
             os.write(2, f"lagmon: second signal {signum}, exiting now\n".encode())
-            with contextlib.suppress(ProcessLookupError):
-                child.kill()
-            raise _SecondSignal(128 + signum)
-        with contextlib.suppress(ProcessLookupError):
-            child.send_signal(signal.SIGTERM if signum == signal.SIGHUP else signum)
+            os._exit(128 + signum)
+        self.options.signal_receiver.receive(signal.SIGTERM if signum == signal.SIGHUP else signum, frame)
 
-    old = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
-    try:
-        return _watch(child, sock_path, stopping)
-    except _SecondSignal as exc:
-        return exc.code
-    finally:
-        for s, handler in old.items():
-            signal.signal(s, handler)
-        if child.poll() is None:  # an exception above: never leave supervisord behind
-            child.kill()
-            child.wait(10)
+    def on_fatal(self, name: str) -> None:
+        self.fatal[name] = self.exits.get(name, exits.EXIT_FAILED)
+        if self.stopping or len(self.fatal) > 1:
+            return
+        code = exit_code_for(self.fatal)
+        print(
+            f"lagmon: {name} (exit {self.fatal[name]}) could not start and supervisord gave up (FATAL); "
+            f"see the stage logs. Stopping everything, exit {code}",
+            file=sys.stderr,
+            flush=True,
+        )
+        self.options.mood = self.shutdown
+
+    def patch(self, subprocess_class: Any, fatal_state: int) -> None:
+        """Wrap supervisord's Subprocess.finish, to record the exit status (supervisord forgets it
+        for an exit "too quickly", which is exactly how a stage that cannot start ends), and
+        change_state, to see FATAL (supervisord's event subscribers are cleared when it starts)."""
+        from supervisor.options import decode_wait_status
+
+        finish, change_state = subprocess_class.finish, subprocess_class.change_state
+
+        def finished(process: Any, pid: int, sts: int) -> Any:
+            status = decode_wait_status(sts)[0]
+            self.exits[process.config.name] = status if status >= 0 else exits.EXIT_FAILED
+            return finish(process, pid, sts)
+
+        def changed(process: Any, new_state: int, expected: bool = True) -> Any:
+            result = change_state(process, new_state, expected)
+            if new_state == fatal_state:
+                self.on_fatal(process.config.name)
+            return result
+
+        subprocess_class.finish, subprocess_class.change_state = finished, changed
 
 
-class _SecondSignal(Exception):
-    def __init__(self, code: int):
-        super().__init__(code)
-        self.code = code
+def supervise(conf: str) -> int:
+    """Run supervisord -n -c conf in this process until it stops; the exit code: 0 after a stop
+    signal, the code of the FATAL stage(s) that made it stop, 1 for any other end."""
+    from supervisor import process, supervisord
+    from supervisor.options import ServerOptions
+    from supervisor.states import ProcessStates, SupervisorStates
+
+    options = ServerOptions()
+    options.realize(["-n", "-c", conf], doc=supervisord.__doc__)
+    watch = _Watch(options, SupervisorStates.SHUTDOWN)
+    options.setsignals = watch.setsignals
+    watch.patch(process.Subprocess, ProcessStates.FATAL)
+    options.first, options.test = True, False  # as supervisord's main() sets them (no reload)
+    supervisord.go(options)
+    options.close_httpservers()
+    options.close_logger()
+    if watch.stopping:
+        return exits.EXIT_OK
+    if watch.fatal:
+        return exit_code_for(watch.fatal)
+    print("lagmon: supervisord stopped without a signal (supervisorctl shutdown?)", file=sys.stderr)
+    return exits.EXIT_FAILED
 
 
-def _watch(child: subprocess.Popen, sock_path: str, stopping: list[int]) -> int:
-    """Wait for supervisord to exit, or for a FATAL stage (then stop supervisord); the exit code."""
-    while True:
-        try:
-            rc = child.wait(POLL_SECONDS)
-        except subprocess.TimeoutExpired:
-            rc = None
-        if rc is not None:
-            if stopping:
-                return exits.EXIT_OK if rc in (0, -signal.SIGTERM, -signal.SIGINT) else exits.EXIT_FAILED
-            print(f"lagmon: supervisord exited unexpectedly (status {rc})", file=sys.stderr)
-            return exits.EXIT_FAILED
-        if stopping:
-            continue
-        fatal = fatal_stages(sock_path)
-        if fatal:
-            code = exit_code_for(fatal)
-            names = ", ".join(f"{s} (exit {c})" for s, c in sorted(fatal.items()))
-            print(
-                f"lagmon: {names} could not start and supervisord gave up (FATAL); see the stage logs. "
-                f"Stopping everything, exit {code}",
-                file=sys.stderr,
-            )
-            child.send_signal(signal.SIGTERM)
-            try:
-                child.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait(10)
-            return code
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print("usage: python -m lagmon.runner SUPERVISORD_CONF (lagmon run starts it)", file=sys.stderr)
+        return exits.EXIT_CONFIG
+    return supervise(argv[0])
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -207,6 +207,24 @@ def test_repeated_error_logged_once_and_recovery_logged(caplog):
     assert all(r.exc_info is None for r in caplog.records)  # no traceback at INFO
 
 
+def test_no_answer_while_a_broker_comes_back_continues_its_unreachable_outage(caplog):
+    from lagmon.kafka import KafkaUnavailable
+
+    caplog.set_level(logging.INFO, logger="lagmon")
+    down = [KafkaUnavailable("kafka unreachable", kind="unreachable")] * 3
+    loading = KafkaUnavailable("kafka did not answer", kind="timeout")  # a coordinator loading
+    auth = KafkaUnavailable("SASL authentication failed", kind="auth")
+    loop([*down, loading, 0, loading, 0, *down, loading, auth, 0], interval=10)
+    errors = [
+        r.getMessage() for r in caplog.records if r.name == f"lagmon.{STAGE}" and r.levelname == "ERROR"
+    ]
+    # one line for the first outage and its tail; a timeout alone is its own outage; a new
+    # cause (auth) after the tail of an outage is logged
+    assert [e.split(": ", 2)[1] for e in errors] == ["KafkaUnavailable"] * 4, errors
+    assert ["unreachable" in e for e in errors] == [True, False, True, False], errors
+    assert "did not answer" in errors[1] and "SASL" in errors[3], errors
+
+
 def test_traceback_only_at_debug(caplog):
     caplog.set_level(logging.DEBUG, logger="lagmon")
     loop([ValueError("bad"), 0])

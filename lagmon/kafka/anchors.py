@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import OffsetSpec
 
-from lagmon.kafka.errors import NOT_CONNECTED, KafkaUnavailable
+from lagmon.kafka.errors import NOT_CONNECTED
+from lagmon.kafka.unavailable import KafkaUnavailable
 
 # The message_time consumer needs a group.id (confluent-kafka refuses a Consumer without one)
 # but it only assign()s and never commits, so no group of this name appears on the broker.

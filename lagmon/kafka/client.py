@@ -34,7 +34,6 @@ from lagmon.kafka.errors import (
     AUTH_CODES,
     CONNECT_CODES,
     NOT_CONNECTED,
-    KafkaUnavailable,
     _all_unconnected,
     _code,
     _describe,
@@ -42,6 +41,7 @@ from lagmon.kafka.errors import (
     auth_failure_text,
 )
 from lagmon.kafka.settings import client_properties
+from lagmon.kafka.unavailable import KafkaUnavailable
 
 if TYPE_CHECKING:
     from lagmon.config import KafkaSettings

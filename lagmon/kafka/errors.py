@@ -1,4 +1,4 @@
-"""KafkaUnavailable and the classification of confluent-kafka errors into its kinds.
+"""The classification of confluent-kafka errors into its kinds.
 
 "auth"         credentials or TLS rejected: raised as soon as librdkafka reports it;
 "unreachable"  no connection within request_timeout_seconds (the last connection error
@@ -14,8 +14,6 @@ import re
 
 from confluent_kafka import KafkaError, KafkaException
 
-KINDS = ("unreachable", "auth", "timeout", "error")
-
 AUTH_CODES = {KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED, KafkaError._SSL}
 CONNECT_CODES = {KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._RESOLVE}
 NOT_CONNECTED = CONNECT_CODES | {
@@ -24,16 +22,6 @@ NOT_CONNECTED = CONNECT_CODES | {
     KafkaError._WAIT_COORD,
     KafkaError.REQUEST_TIMED_OUT,
 }
-
-
-class KafkaUnavailable(Exception):
-    """Kafka could not answer. `.kind` is one of KINDS; the message never holds a secret."""
-
-    def __init__(self, message: str, *, kind: str = "error"):
-        if kind not in KINDS:
-            raise ValueError(f"KafkaUnavailable kind must be one of {KINDS} (got {kind!r})")
-        super().__init__(message)
-        self.kind = kind
 
 
 def _code(exc: BaseException | None) -> int | None:

@@ -48,7 +48,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from lagmon import instance
+from lagmon import instance, memory
 from lagmon.exits import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, config_error, database_error
 
 BACKOFF_START = 1.0
@@ -222,6 +222,12 @@ def _backoff_cap(interval: float) -> float:
     return max(0.0, min(float(interval), BACKOFF_MAX))
 
 
+# A broker coming back from an outage answers some requests before others (a restarted group
+# coordinator still loading its offsets): "connected, no answer in time" right after
+# "unreachable", with no success between, is the tail of the same outage, not a new one.
+CONTINUES = {"KafkaUnavailable kind=timeout": "KafkaUnavailable kind=unreachable"}
+
+
 class _Outage:
     """Consecutive failures of the step: their backoff, and the logging (the first failure of
     an outage at ERROR, its repeats at DEBUG, the recovery at INFO)."""
@@ -235,6 +241,8 @@ class _Outage:
         """Log the failure; returns the seconds to wait before the next attempt."""
         self.failures += 1
         msg, key = _describe(exc), _outage_key(exc)
+        if self.key is not None and CONTINUES.get(key) == self.key:
+            key = self.key  # a broker coming back: still the outage that was logged
         wait = min(BACKOFF_START * 2 ** min(self.failures - 1, 30), self.backoff_cap)
         if once:
             self.log.error("step failed: %s", msg)
@@ -319,6 +327,7 @@ def run_stage(
         heartbeat(wall(), True)
         if once:
             return EXIT_OK
+        memory.trim()  # the step's garbage back to the kernel: the RSS between steps is real
         _sleep_until(started + _delay_seconds(delay, interval, log), stop, clock)
 
     log.info("stopping on %s", _signame(stop.signum) if stop.signum else "request")
