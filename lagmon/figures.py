@@ -175,6 +175,7 @@ def compute(
     previous: Mapping[Key, GroupFigures],
     now: float,
     max_age: float,
+    terms: Iterable[timelag.Term | None] | None = None,
 ) -> list[GroupFigures]:
     """The figures of every group/topic in ``summaries`` at a sample at ``now``.
 
@@ -182,9 +183,11 @@ def compute(
     partition); ``log_starts``: (topic, partition) -> log start offset read at this sample
     (a partition missing there keeps the one stored with ``previous``); ``previous``: the
     stored figures (their trend points and log starts); ``max_age``: trend points older
-    than this many seconds are dropped."""
+    than this many seconds are dropped; ``terms``: timelag.partition_terms(inputs), when the
+    caller has them already."""
+    inputs = list(inputs)
     parts: dict[Key, list[PartitionFigure]] = {k: [] for k in summaries}
-    for inp in inputs:
+    for inp, term in zip(inputs, timelag.partition_terms(inputs) if terms is None else terms, strict=True):
         key = (inp.group_id, inp.topic)
         if key not in parts or inp.committed < 0:
             continue
@@ -193,7 +196,6 @@ def compute(
             start = next(
                 (p.log_start for p in previous[key].partitions if p.partition == inp.partition), None
             )
-        term = timelag.partition_term(inp)
         parts[key].append(
             PartitionFigure(
                 int(inp.partition),

@@ -69,6 +69,7 @@ class Sampler(Listing):
         self._wall = clock
         self.mon = cfg.monitoring
         self.store = store
+        store.enable_brackets()  # the lag inputs' rows mirrored in memory (lagmon.store.cache)
         self.client = client
         self.log = log or logging.getLogger("lagmon.sampler")
         self.thresholds = states.Thresholds.from_monitoring(self.mon)

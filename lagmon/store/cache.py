@@ -1,0 +1,163 @@
+"""The sampler's in-memory mirror of the rows its lag inputs are read from (issue 14).
+
+``Brackets`` holds, per partition, the newest TAIL_ROWS head rows (offsets, first_seen,
+last_seen in arrays), the oldest head row and every anchor, and per group/topic the latest
+commits: exactly what ``sql.LAG_INPUTS_SQL`` reads, for the commits at or above the oldest
+cached head row of their partition. It is loaded from the database (``Store.enable_brackets``
+and again whenever ``history_epoch`` moved: every write the sampler's own sample writes do not
+mirror bumps it: thinning, pruning, purging, dropping) and then kept up to date by the
+sampler's own writes (record_heads, record_commits, put_anchors), after they committed.
+
+The database stays the source of truth: a sampler restarted on the same file loads the same
+rows, and a lag input built here equals the one the SQL would build (tests/test_brackets.py
+and tests/test_restart_equivalence.py hold them equal). A commit below the cached tail (a
+group far behind) is read with the SQL, as before.
+"""
+
+from __future__ import annotations
+
+from array import array
+from bisect import bisect_left, bisect_right, insort
+from collections.abc import Iterable, Mapping
+
+from lagmon.timelag import LagInput
+
+# Head rows kept per partition: a commit up to this many moving-head samples behind its head
+# is bracketed from memory (about 1 KB per partition).
+TAIL_ROWS = 32
+
+TopicPartition = tuple[str, int]
+Commit = tuple[int, float, float]  # (committed_offset, first_seen, last_seen)
+
+
+class Tail:
+    """A partition's newest head rows, oldest first, complete from offsets[0] up."""
+
+    __slots__ = ("first", "last", "offsets")
+
+    def __init__(self, offset: int, first_seen: float, last_seen: float):
+        self.offsets = array("q", [offset])
+        self.first = array("d", [first_seen])
+        self.last = array("d", [last_seen])
+
+    def add(self, offset: int, at: float) -> None:
+        """What record_heads does to the rows for a head `offset` not below the newest."""
+        if offset == self.offsets[-1]:
+            self.last[-1] = max(self.last[-1], at)
+            return
+        self.offsets.append(offset)
+        self.first.append(at)
+        self.last.append(at)
+        if len(self.offsets) > TAIL_ROWS:
+            for a in (self.offsets, self.first, self.last):
+                del a[: len(a) - TAIL_ROWS]
+
+
+class Brackets:
+    """See the module docstring. ``epoch`` None: not loaded (or invalid): reload first."""
+
+    def __init__(self) -> None:
+        self.epoch: int | None = None
+        self.tails: dict[TopicPartition, Tail] = {}
+        self.oldest: dict[TopicPartition, tuple[int, float]] = {}
+        self.anchors: dict[TopicPartition, tuple[list[int], list[float]]] = {}
+        self.commits: dict[tuple[str, str], dict[int, Commit]] = {}
+
+    def load(self, epoch: int, newest, oldest, anchors, commits) -> None:
+        """From rows: newest/oldest (topic, partition, offset, first_seen[, last_seen]) per
+        partition, anchors (topic, partition, offset, timestamp) in offset order, commits
+        (group, topic, partition, offset, first_seen, last_seen)."""
+        self.tails = {(t, p): Tail(int(o), float(f), float(s)) for t, p, o, f, s in newest}
+        self.oldest = {(t, p): (int(o), float(f)) for t, p, o, f in oldest}
+        self.anchors = {}
+        for t, p, o, ts in anchors:
+            offs, times = self.anchors.setdefault((t, p), ([], []))
+            offs.append(int(o))
+            times.append(float(ts))
+        self.commits = {}
+        for g, t, p, o, f, s in commits:
+            self.commits.setdefault((g, t), {})[int(p)] = (int(o), float(f), float(s))
+        self.epoch = epoch
+
+    # --- the sampler's own writes, mirrored after they committed
+    def record_heads(self, heads: Mapping[TopicPartition, int], at: float, reset: Iterable) -> None:
+        at = float(at)
+        for tp in reset:
+            self.tails.pop(tp, None)
+            self.oldest.pop(tp, None)
+            self.anchors.pop(tp, None)
+        for tp, offset in heads.items():
+            tail = self.tails.get(tp)
+            if tail is None:
+                self.tails[tp] = Tail(int(offset), at, at)
+                self.oldest[tp] = (int(offset), at)
+            else:
+                tail.add(int(offset), at)
+
+    def put_anchors(self, rows: Iterable[tuple[str, int, int, float, int]]) -> None:
+        for t, p, o, ts, _exact in rows:
+            offs, times = self.anchors.setdefault((t, p), ([], []))
+            i = bisect_left(offs, o)
+            if i < len(offs) and offs[i] == o:
+                times[i] = float(ts)
+            else:
+                insort(offs, o)
+                times.insert(i, float(ts))
+
+    def commit(self, key: tuple[str, str], partition: int) -> Commit | None:
+        parts = self.commits.get(key)
+        return None if parts is None else parts.get(partition)
+
+    def set_commits(self, rows: Iterable[tuple[tuple[str, str], int, Commit]]) -> None:
+        """(group/topic, partition, (offset, first_seen, last_seen)) as latest_commits now has them."""
+        commits = self.commits
+        for key, partition, value in rows:
+            parts = commits.get(key)
+            if parts is None:
+                parts = commits[key] = {}
+            parts[partition] = value
+
+    # --- reads
+    def inputs(self, keys: Iterable[tuple[str, str]]) -> tuple[list[LagInput], list[tuple[str, str]]]:
+        """The lag inputs of `keys` (as sql.LAG_INPUTS_WANTED gives them), and the keys with a
+        commit below its partition's cached tail, which the caller reads with the SQL."""
+        out: list[LagInput] = []
+        missed: list[tuple[str, str]] = []
+        tails, oldest, anchors = self.tails, self.oldest, self.anchors
+        for key in sorted(keys):
+            parts = self.commits.get(key)
+            if not parts:
+                continue
+            g, t = key
+            rows = []
+            for p in sorted(parts):
+                c, cf, cl = parts[p]
+                tp = (t, p)
+                tail = tails.get(tp)
+                newest = hb = ha = hbf = None
+                if tail is not None:
+                    offs = tail.offsets
+                    i = bisect_right(offs, c) - 1
+                    if i >= 0:
+                        hb, hbf = (offs[i], tail.last[i]), tail.first[i]
+                    elif oldest[tp][0] != offs[0]:
+                        break  # below the tail, and rows below it are not cached
+                    if i + 1 < len(offs):
+                        ha = (offs[i + 1], tail.first[i + 1])
+                    newest = offs[-1]
+                ab = aa = None
+                a = anchors.get(tp)
+                if a is not None:
+                    offs_a, times = a
+                    j = bisect_right(offs_a, c) - 1
+                    if j >= 0:
+                        ab = (offs_a[j], times[j])
+                    k = bisect_left(offs_a, c)
+                    if k < len(offs_a):
+                        aa = (offs_a[k], times[k])
+                rows.append(LagInput(g, t, p, c, cf, cl, newest, hb, ha, ab, aa, oldest.get(tp), hbf))
+            else:
+                out += rows
+                continue
+            missed.append(key)
+        return out, missed
