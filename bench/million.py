@@ -209,7 +209,9 @@ def run_size(label: str, pairs: int, samples: int, profile: bool, workdir: Path)
             sampler.step(kafka.now)
             prof.disable()
         out = io.StringIO()
-        pstats.Stats(prof, stream=out).sort_stats("cumulative").print_stats(15)
+        stats = pstats.Stats(prof, stream=out)
+        stats.sort_stats("tottime").print_stats(25)
+        stats.sort_stats("cumulative").print_stats(25)
         prof_text = "\n".join(line for line in out.getvalue().splitlines() if line.strip())
     statuses = store.group_statuses()
     online = sum(s.state == "online" for s in statuses.values())
@@ -353,7 +355,9 @@ def main() -> int:
     )
     for r in results:
         if r["profile"]:
-            print(f"\ncProfile of 3 more samples at {r['label']} (top 15 by cumulative time):\n")
+            print(
+                f"\ncProfile of 3 more samples at {r['label']} (top 25 by own time, then by cumulative time):\n"
+            )
             print(r["profile"])
     return 0
 

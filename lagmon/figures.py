@@ -212,13 +212,19 @@ def compute(
         ps = tuple(sorted(parts[key]))
         old = previous.get(key)
         trend = next_trend(old.trend if old is not None else (), now, raw_lag(summary, now), max_age)
+        offset_lag = lost = 0  # the sums of the partitions' offset_lag and lost, in one pass
+        for p in ps:
+            if p.head is not None and p.head > p.committed:
+                offset_lag += p.head - p.committed
+            if p.log_start is not None and p.log_start > p.committed:
+                lost += p.log_start - p.committed
         out.append(
             GroupFigures(
                 key[0],
                 key[1],
                 now,
-                sum(p.offset_lag for p in ps),
-                sum(p.lost for p in ps),
+                offset_lag,
+                lost,
                 catch_up_at(trend),
                 trend,
                 ps,

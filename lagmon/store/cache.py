@@ -130,7 +130,7 @@ class Brackets:
                 continue
             g, t = key
             rows = []
-            for p in sorted(parts):
+            for p in parts:
                 c, cf, cl = parts[p]
                 tp = (t, p)
                 tail = tails.get(tp)
@@ -146,7 +146,7 @@ class Brackets:
                         ha = (offs[i + 1], tail.first[i + 1])
                     newest = offs[-1]
                 ab = aa = None
-                a = anchors.get(tp)
+                a = anchors.get(tp) if anchors else None
                 if a is not None:
                     offs_a, times = a
                     j = bisect_right(offs_a, c) - 1
