@@ -96,9 +96,11 @@ class Cluster:
     def ensure_topics(self) -> int:
         existing = set(self.admin.list_topics(timeout=30).topics)
         missing = [t for t in self.topics if t not in existing]
-        if missing:
+        for i in range(0, len(missing), 100):  # a broker refuses too many partitions in one request
             futures = self.admin.create_topics(
-                [NewTopic(t, self.partitions, 1) for t in missing], operation_timeout=60, request_timeout=60
+                [NewTopic(t, self.partitions, 1) for t in missing[i : i + 100]],
+                operation_timeout=60,
+                request_timeout=60,
             )
             for f in futures.values():
                 f.result(120)

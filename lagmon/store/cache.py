@@ -27,7 +27,8 @@ from lagmon.timelag import LagInput
 TAIL_ROWS = 32
 
 TopicPartition = tuple[str, int]
-Commit = tuple[int, float, float]  # (committed_offset, first_seen, last_seen)
+# A latest_commits row: (group_id, topic, partition, committed_offset, first_seen, last_seen).
+Commit = tuple[str, str, int, int, float, float]
 
 
 class Tail:
@@ -75,8 +76,7 @@ class Brackets:
             offs.append(int(o))
             times.append(float(ts))
         self.commits = {}
-        for g, t, p, o, f, s in commits:
-            self.commits.setdefault((g, t), {})[int(p)] = (int(o), float(f), float(s))
+        self.set_commits((g, t, int(p), int(o), float(f), float(s)) for g, t, p, o, f, s in commits)
         self.epoch = epoch
 
     # --- the sampler's own writes, mirrored after they committed
@@ -104,18 +104,14 @@ class Brackets:
                 insort(offs, o)
                 times.insert(i, float(ts))
 
-    def commit(self, key: tuple[str, str], partition: int) -> Commit | None:
-        parts = self.commits.get(key)
-        return None if parts is None else parts.get(partition)
-
-    def set_commits(self, rows: Iterable[tuple[tuple[str, str], int, Commit]]) -> None:
-        """(group/topic, partition, (offset, first_seen, last_seen)) as latest_commits now has them."""
+    def set_commits(self, rows: Iterable[Commit]) -> None:
+        """latest_commits rows as the database now has them."""
         commits = self.commits
-        for key, partition, value in rows:
-            parts = commits.get(key)
+        for row in rows:
+            parts = commits.get((row[0], row[1]))
             if parts is None:
-                parts = commits[key] = {}
-            parts[partition] = value
+                parts = commits[(row[0], row[1])] = {}
+            parts[row[2]] = row
 
     # --- reads
     def inputs(self, keys: Iterable[tuple[str, str]]) -> tuple[list[LagInput], list[tuple[str, str]]]:
@@ -123,15 +119,14 @@ class Brackets:
         commit below its partition's cached tail, which the caller reads with the SQL."""
         out: list[LagInput] = []
         missed: list[tuple[str, str]] = []
-        tails, oldest, anchors = self.tails, self.oldest, self.anchors
+        tails, oldest, anchors, new = self.tails, self.oldest, self.anchors, tuple.__new__
         for key in sorted(keys):
             parts = self.commits.get(key)
             if not parts:
                 continue
             g, t = key
             rows = []
-            for p in parts:
-                c, cf, cl = parts[p]
+            for p, (_g, _t, _p, c, cf, cl) in parts.items():
                 tp = (t, p)
                 tail = tails.get(tp)
                 newest = hb = ha = hbf = None
@@ -155,7 +150,8 @@ class Brackets:
                     k = bisect_left(offs_a, c)
                     if k < len(offs_a):
                         aa = (offs_a[k], times[k])
-                rows.append(LagInput(g, t, p, c, cf, cl, newest, hb, ha, ab, aa, oldest.get(tp), hbf))
+                # (tuple.__new__: the generated LagInput.__new__ is a Python call per row)
+                rows.append(new(LagInput, (g, t, p, c, cf, cl, newest, hb, ha, ab, aa, oldest.get(tp), hbf)))
             else:
                 out += rows
                 continue

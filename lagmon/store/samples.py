@@ -14,7 +14,7 @@ import sqlite3
 from collections.abc import Iterable, Mapping
 
 from lagmon.store import sql
-from lagmon.store.cache import Brackets, Commit
+from lagmon.store.cache import Brackets
 from lagmon.store.figures import FiguresStore
 from lagmon.store.rows import LagInput, lag_input
 
@@ -101,26 +101,31 @@ class SampleStore(FiguresStore):
         with self._write() as db:
             brackets = self._fresh_brackets(db)
             assert brackets is not None
-            ended, runs, latest, new = [], [], [], []
+            cached = brackets.commits
+            ended, runs, latest = [], [], []
             advanced: set[CommitKey] = set()
-            for (g, t, p), o in commits.items():
-                prev = brackets.commit((g, t), p)
-                if prev is not None and prev[0] == o:
-                    value: Commit = (o, prev[1], max(prev[2], at))
-                else:
-                    if prev is not None:
-                        if prev[2] != prev[1]:
-                            ended.append((prev[2], prev[1], g, t, p))
-                        if o > prev[0]:
-                            advanced.add((g, t, p))
-                    value = (o, at, max(prev[2], at) if prev is not None and prev[1] == at else at)
+            for key, o in commits.items():
+                g, t, p = key
+                parts = cached.get((g, t))
+                prev = None if parts is None else parts.get(p)
+                if prev is None:  # a new key
                     runs.append((g, t, p, at, o, at))
-                latest.append((g, t, p, *value))
-                new.append(((g, t), p, value))
+                    latest.append((g, t, p, o, at, at))
+                    continue
+                _g, _t, _p, prev_offset, first, last = prev
+                if prev_offset == o:  # the same run: only its last_seen moves
+                    latest.append((g, t, p, o, first, last if last >= at else at))
+                    continue
+                if last != first:
+                    ended.append((last, first, g, t, p))
+                if o > prev_offset:
+                    advanced.add(key)
+                runs.append((g, t, p, at, o, at))
+                latest.append((g, t, p, o, at, (last if last >= at else at) if first == at else at))
             db.executemany(sql.END_RUN, ended)
             db.executemany(sql.NEW_RUN, runs)
             db.executemany(sql.PUT_LATEST_COMMIT, latest)
-        self._mirror(brackets.set_commits, new)
+        self._mirror(brackets.set_commits, latest)
         return advanced
 
     def _record_commits_sql(self, commits: Mapping[CommitKey, int], at: float) -> set[CommitKey]:
