@@ -186,6 +186,7 @@ def compute(
     than this many seconds are dropped; ``terms``: timelag.partition_terms(inputs), when the
     caller has them already."""
     inputs = list(inputs)
+    new = tuple.__new__
     parts: dict[Key, list[PartitionFigure]] = {k: [] for k in summaries}
     for inp, term in zip(inputs, timelag.partition_terms(inputs) if terms is None else terms, strict=True):
         key = (inp.group_id, inp.topic)
@@ -196,17 +197,16 @@ def compute(
             start = next(
                 (p.log_start for p in previous[key].partitions if p.partition == inp.partition), None
             )
-        parts[key].append(
-            PartitionFigure(
-                int(inp.partition),
-                int(inp.committed),
-                inp.newest_head,
-                start,
-                None if term is None else term.t_star,
-                None if term is None else term.held_at,
-                False if term is None else term.lower_bound,
-            )
+        figure = (
+            int(inp.partition),
+            int(inp.committed),
+            inp.newest_head,
+            start,
+            None if term is None else term.t_star,
+            None if term is None else term.held_at,
+            False if term is None else term.lower_bound,
         )
+        parts[key].append(new(PartitionFigure, figure))  # (tuple.__new__: no Python call per row)
     out = []
     for key, summary in summaries.items():
         ps = tuple(sorted(parts[key]))
