@@ -27,6 +27,7 @@ from lagmon.timelag import LagInput
 TAIL_ROWS = 32
 
 TopicPartition = tuple[str, int]
+_UNSEEN: tuple = ()  # not looked up yet (a found result is a 7-tuple or None)
 # A latest_commits row: (group_id, topic, partition, committed_offset, first_seen, last_seen).
 Commit = tuple[str, str, int, int, float, float]
 
@@ -119,7 +120,9 @@ class Brackets:
         commit below its partition's cached tail, which the caller reads with the SQL."""
         out: list[LagInput] = []
         missed: list[tuple[str, str]] = []
-        tails, oldest, anchors, new = self.tails, self.oldest, self.anchors, tuple.__new__
+        new = tuple.__new__
+        # The history points of (topic, partition, commit), shared by the groups at that commit.
+        seen: dict[tuple[str, int, int], tuple | None] = {}
         for key in sorted(keys):
             parts = self.commits.get(key)
             if not parts:
@@ -127,33 +130,45 @@ class Brackets:
             g, t = key
             rows = []
             for p, (_g, _t, _p, c, cf, cl) in parts.items():
-                tp = (t, p)
-                tail = tails.get(tp)
-                newest = hb = ha = hbf = None
-                if tail is not None:
-                    offs = tail.offsets
-                    i = bisect_right(offs, c) - 1
-                    if i >= 0:
-                        hb, hbf = (offs[i], tail.last[i]), tail.first[i]
-                    elif oldest[tp][0] != offs[0]:
-                        break  # below the tail, and rows below it are not cached
-                    if i + 1 < len(offs):
-                        ha = (offs[i + 1], tail.first[i + 1])
-                    newest = offs[-1]
-                ab = aa = None
-                a = anchors.get(tp) if anchors else None
-                if a is not None:
-                    offs_a, times = a
-                    j = bisect_right(offs_a, c) - 1
-                    if j >= 0:
-                        ab = (offs_a[j], times[j])
-                    k = bisect_left(offs_a, c)
-                    if k < len(offs_a):
-                        aa = (offs_a[k], times[k])
+                at = (t, p, c)
+                points = seen.get(at, _UNSEEN)
+                if points is _UNSEEN:
+                    points = seen[at] = self._points(t, p, c)
+                if points is None:
+                    break  # below the tail, and rows below it are not cached
                 # (tuple.__new__: the generated LagInput.__new__ is a Python call per row)
-                rows.append(new(LagInput, (g, t, p, c, cf, cl, newest, hb, ha, ab, aa, oldest.get(tp), hbf)))
+                rows.append(new(LagInput, (g, t, p, c, cf, cl, *points)))
             else:
                 out += rows
                 continue
             missed.append(key)
         return out, missed
+
+    def _points(self, t: str, p: int, c: int) -> tuple | None:
+        """LagInput's fields from newest_head on for a commit `c` on (t, p); None when the
+        commit is below the cached tail of a partition with older rows."""
+        tp = (t, p)
+        tail = self.tails.get(tp)
+        newest = hb = ha = hbf = None
+        oldest = self.oldest.get(tp)
+        if tail is not None:
+            offs = tail.offsets
+            i = bisect_right(offs, c) - 1
+            if i >= 0:
+                hb, hbf = (offs[i], tail.last[i]), tail.first[i]
+            elif oldest is None or oldest[0] != offs[0]:
+                return None
+            if i + 1 < len(offs):
+                ha = (offs[i + 1], tail.first[i + 1])
+            newest = offs[-1]
+        ab = aa = None
+        a = self.anchors.get(tp) if self.anchors else None
+        if a is not None:
+            offs_a, times = a
+            j = bisect_right(offs_a, c) - 1
+            if j >= 0:
+                ab = (offs_a[j], times[j])
+            k = bisect_left(offs_a, c)
+            if k < len(offs_a):
+                aa = (offs_a[k], times[k])
+        return (newest, hb, ha, ab, aa, oldest, hbf)

@@ -46,6 +46,14 @@ class SampleStore(FiguresStore):
             )
         return b
 
+    def _preload_brackets(self) -> None:
+        """Reload the mirror, if the epoch moved, in a read transaction: not while holding the
+        write lock the sample's next write takes (a write then reloads only if another writer
+        committed in between)."""
+        if self._brackets is not None:
+            with self._read() as db:
+                self._fresh_brackets(db)
+
     def _drop_brackets(self) -> None:
         if self._brackets is not None:
             self._brackets.epoch = None  # reloaded at the next use
@@ -53,6 +61,7 @@ class SampleStore(FiguresStore):
     # --- writes
     def record_heads(self, heads: Mapping[tuple[str, int], int], at: float) -> list[tuple[str, int]]:
         """Record one sample of head offsets; returns the partitions whose head went DOWN (history reset)."""
+        self._preload_brackets()
         with self._write() as db:
             brackets = self._fresh_brackets(db)
             db.execute("DELETE FROM temp.in_heads")
@@ -98,6 +107,7 @@ class SampleStore(FiguresStore):
         if self._brackets is None:
             return self._record_commits_sql(commits, at)
         at = float(at)
+        self._preload_brackets()
         with self._write() as db:
             brackets = self._fresh_brackets(db)
             assert brackets is not None
