@@ -389,9 +389,11 @@ def advance(cluster: Cluster, previous: dict) -> dict:
 # --------------------------------------------------------------------------- stage processes
 
 
-def stage_runs(bootstrap: str, workdir: Path):
+def stage_runs(bootstrap: str, workdir: Path, kafka_options: dict | None = None):
     """Each real stage once (`--once`), launched through bench.peak_rss."""
-    cfg = write_config(workdir, bootstrap)  # 1 s sample interval: the second sample is due again
+    cfg = write_config(
+        workdir, bootstrap, kafka=kafka_options
+    )  # 1 s sample interval: the second sample is due again
     runs = [
         ("sampler", "first sample, fresh database"),
         ("sampler", "second sample"),
@@ -487,7 +489,16 @@ def main() -> int:
         common.BENCH_TMP.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="sampler-cost-", dir=common.BENCH_TMP) as tmp:
             tmp = Path(tmp)
-            cfg = lagconfig.load(str(write_config(tmp / "inproc", bootstrap)))
+            # a broker holding ten times the partitions answers ListOffsets slower than the 5 s of `fast`
+            # and reading 10,000 partitions' message timestamps (a burst past every caught-up group)
+            # needs the 10 s anchor budget of a 20 s interval, not the 2 s of `fast`'s 1 s
+            kafka_options = {"request_timeout_seconds": 30} if scaled else None
+            monitoring = (
+                {"sample_interval_seconds": 20, "offline_sample_interval_seconds": 40} if scaled else None
+            )
+            cfg = lagconfig.load(
+                str(write_config(tmp / "inproc", bootstrap, kafka=kafka_options, monitoring=monitoring))
+            )
             stage_client = IsolatedKafkaClient or KafkaClient  # what processes/sampler.py uses
             subjects = [Subject("plain/new-db", KafkaClient, cfg, tmp / "inproc" / "plain.db")]
             if IsolatedKafkaClient is not None:
@@ -639,7 +650,7 @@ def main() -> int:
             if not args.no_stages:
                 stage_dir = common.BENCH_TMP / "sampler-cost-stages"
                 shutil.rmtree(stage_dir, ignore_errors=True)
-                results = stage_runs(bootstrap, stage_dir)
+                results = stage_runs(bootstrap, stage_dir, kafka_options)
                 rows = [
                     (
                         f"{stage} --once",
