@@ -455,6 +455,9 @@ def main() -> int:
     parser.add_argument(
         "--full-history", action="store_true", help="at --scale > 1, prefill a full-history database too"
     )
+    parser.add_argument(
+        "--no-profile", action="store_true", help="no cProfile samples even if the target is missed"
+    )
     args = parser.parse_args()
     common.header("bench/sampler_cost.py")
     scaled = args.scale > 1
@@ -641,7 +644,7 @@ def main() -> int:
                     f"{verdict(r <= goal_ratio)} ({r:.2f}x)"
                 )
 
-            if args.profile or ratio > goal_ratio:
+            if args.profile or (ratio > goal_ratio and not args.no_profile):
                 print(f"\ncProfile of 3 more steady-state samples ({main_subject.label}):\n")
                 print(profile_samples(main_subject, cluster, heads, 3))
             for subject in subjects:
