@@ -108,20 +108,20 @@ class SimKafka:
         return T0 - 400 * INTERVAL + (offset - self.base[tp]) / s * INTERVAL
 
     # --- KafkaSource
-    def topics(self) -> dict[str, int]:
+    def topics(self, *, deadline: float | None = None) -> tuple[dict[str, int], set[str]]:
         t = time.perf_counter()
         out = dict.fromkeys(self.topic_names, PARTITIONS_PER_TOPIC)
         self.spent += time.perf_counter() - t
-        return out
+        return out, set()
 
-    def groups(self) -> tuple[set[str], bool]:
+    def groups(self, *, deadline: float | None = None) -> tuple[set[str], bool]:
         t = time.perf_counter()
         out = set(self.group_names)
         self.spent += time.perf_counter() - t
         return out, True
 
     def committed(
-        self, groups: Iterable[str]
+        self, groups: Iterable[str], *, deadline: float | None = None
     ) -> tuple[dict[str, dict[tuple[str, int], int]], dict[str, str]]:
         t = time.perf_counter()
         c = self.commit
@@ -129,15 +129,30 @@ class SimKafka:
         self.spent += time.perf_counter() - t
         return out, {}
 
-    def heads(self, partitions: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int]:
+    def heads(
+        self, partitions: Iterable[tuple[str, int]], *, deadline: float | None = None
+    ) -> dict[tuple[str, int], int]:
         t = time.perf_counter()
         h = self.head
         out = {tp: h[tp] for tp in partitions if tp in h}
         self.spent += time.perf_counter() - t
         return out
 
+    def heads_and_log_starts(
+        self, partitions: Iterable[tuple[str, int]], *, deadline: float | None = None
+    ) -> tuple[dict[tuple[str, int], int], dict[tuple[str, int], int]]:
+        heads = self.heads(partitions, deadline=deadline)
+        t = time.perf_counter()
+        starts = {tp: self.base[tp] for tp in heads}  # nothing is deleted by retention
+        self.spent += time.perf_counter() - t
+        return heads, starts
+
     def message_times(
-        self, wanted: Iterable[tuple[str, int, int]], *, budget: float | None = None
+        self,
+        wanted: Iterable[tuple[str, int, int]],
+        *,
+        budget: float | None = None,
+        deadline: float | None = None,
     ) -> dict[tuple[str, int, int], tuple[int, float] | None]:
         t = time.perf_counter()
         out: dict[tuple[str, int, int], tuple[int, float] | None] = {}
@@ -194,7 +209,9 @@ def run_size(label: str, pairs: int, samples: int, profile: bool, workdir: Path)
             sampler.step(kafka.now)
             prof.disable()
         out = io.StringIO()
-        pstats.Stats(prof, stream=out).sort_stats("cumulative").print_stats(15)
+        stats = pstats.Stats(prof, stream=out)
+        stats.sort_stats("tottime").print_stats(25)
+        stats.sort_stats("cumulative").print_stats(25)
         prof_text = "\n".join(line for line in out.getvalue().splitlines() if line.strip())
     statuses = store.group_statuses()
     online = sum(s.state == "online" for s in statuses.values())
@@ -338,7 +355,9 @@ def main() -> int:
     )
     for r in results:
         if r["profile"]:
-            print(f"\ncProfile of 3 more samples at {r['label']} (top 15 by cumulative time):\n")
+            print(
+                f"\ncProfile of 3 more samples at {r['label']} (top 25 by own time, then by cumulative time):\n"
+            )
             print(r["profile"])
     return 0
 

@@ -1,6 +1,14 @@
 """What one sample costs at 2,000 partitions and 1,000 groups, against the floor.
 
     .venv/bin/python -m bench.sampler_cost [--bootstrap HOST:PORT] [--prefix lagbench]
+    .venv/bin/python -m bench.sampler_cost --scale 10 --prefix lagbench10   # issue 14's 10x
+
+--scale N multiplies the topics and the groups (10: 20,000 partitions x 10,000 groups) and
+judges a sample against 2x the floor, the sampler process against 200 MB and a report against
+1 s; it takes 3 samples and no full-history database unless --full-history. The local broker of
+testing/broker.py does not hold 10x on the development machine: with its 512 MB heap it ran out
+of memory at about 17,800 partitions, and with 3 GB it hit the container's limit of 20,000 open
+files (a file per partition) and stopped; 5x (10,000 partitions, 5,000 groups) runs.
 
 Cluster (on the benchmark's own broker, port 39092, unless --bootstrap): 100 topics of 20
 partitions (2,000 partitions) and 1,000 groups, each committing on 2 topics x 10 partitions
@@ -68,6 +76,9 @@ HISTORY_HEADS = 300  # max_entries_per_partition default
 HISTORY_COMMITS = 100  # max_commit_entries_per_partition default
 TARGET_RATIO = 1.5
 TARGET_RSS_MB = 100.0
+SCALED_RATIO = 2.0  # --scale 10 (issue 14): within 2x the floor,
+SCALED_RSS_MB = 200.0  # a sampler under 200 MB,
+REPORT_SECONDS = 1.0  # and a report still under 1 s
 SETUP_TIMEOUT = 300.0
 
 
@@ -93,9 +104,11 @@ class Cluster:
     def ensure_topics(self) -> int:
         existing = set(self.admin.list_topics(timeout=30).topics)
         missing = [t for t in self.topics if t not in existing]
-        if missing:
+        for i in range(0, len(missing), 100):  # a broker refuses too many partitions in one request
             futures = self.admin.create_topics(
-                [NewTopic(t, self.partitions, 1) for t in missing], operation_timeout=60, request_timeout=60
+                [NewTopic(t, self.partitions, 1) for t in missing[i : i + 100]],
+                operation_timeout=60,
+                request_timeout=60,
             )
             for f in futures.values():
                 f.result(120)
@@ -239,7 +252,7 @@ class Timers:
         return spent
 
 
-KAFKA_CALLS = ("topics", "groups", "committed", "heads", "message_time")
+KAFKA_CALLS = ("topics", "groups", "committed", "heads_and_log_starts", "message_times")
 STORE_CALLS = (
     "record_heads",
     "record_commits",
@@ -247,8 +260,11 @@ STORE_CALLS = (
     "save_group_status",
     "mark_excluded",
     "add_transitions",
-    "put_anchor",
+    "put_anchors",
     "delete_topic",
+    "group_trends",
+    "group_figures",
+    "save_group_figures",
 )
 
 
@@ -381,9 +397,11 @@ def advance(cluster: Cluster, previous: dict) -> dict:
 # --------------------------------------------------------------------------- stage processes
 
 
-def stage_runs(bootstrap: str, workdir: Path):
+def stage_runs(bootstrap: str, workdir: Path, kafka_options: dict | None = None):
     """Each real stage once (`--once`), launched through bench.peak_rss."""
-    cfg = write_config(workdir, bootstrap)  # 1 s sample interval: the second sample is due again
+    cfg = write_config(
+        workdir, bootstrap, kafka=kafka_options
+    )  # 1 s sample interval: the second sample is due again
     runs = [
         ("sampler", "first sample, fresh database"),
         ("sampler", "second sample"),
@@ -435,16 +453,36 @@ def main() -> int:
         "--profile", action="store_true", help="cProfile 3 more samples even if the target is met"
     )
     parser.add_argument("--no-stages", action="store_true", help="skip the stage processes' memory run")
+    parser.add_argument(
+        "--scale",
+        type=int,
+        default=1,
+        help="multiply topics and groups (10: 20,000 partitions x 10,000 groups, judged against 2x the "
+        "floor and a 200 MB sampler; 3 samples and no full-history database unless --full-history)",
+    )
+    parser.add_argument(
+        "--full-history", action="store_true", help="at --scale > 1, prefill a full-history database too"
+    )
+    parser.add_argument(
+        "--no-profile", action="store_true", help="no cProfile samples even if the target is missed"
+    )
     args = parser.parse_args()
     common.header("bench/sampler_cost.py")
+    scaled = args.scale > 1
+    args.topics, args.groups = args.topics * args.scale, args.groups * args.scale
+    if scaled and args.samples == parser.get_default("samples"):
+        args.samples = 3
     args.samples = max(3, min(args.samples, 50))
+    with_history = not scaled or args.full_history
+    goal_ratio = SCALED_RATIO if scaled else TARGET_RATIO
+    goal_rss = SCALED_RSS_MB if scaled else TARGET_RSS_MB
     logging.basicConfig(level=logging.WARNING)
 
     with common.kafka(args) as bootstrap:
         cluster = Cluster(bootstrap, args.prefix, args.topics, args.partitions, args.groups)
         t0 = time.monotonic()
         created = cluster.ensure_topics()
-        cluster.fill_to(HISTORY_HEADS + 20)  # room below the heads for a full history
+        cluster.fill_to(HISTORY_HEADS + 20 if with_history else 2)  # room below the heads for a full history
         heads = cluster.heads()
         listed = {g.group_id for g in cluster.admin.list_consumer_groups(request_timeout=30).result(60).valid}
         reused_groups = sum(g in listed for g in cluster.groups)
@@ -462,27 +500,38 @@ def main() -> int:
         common.BENCH_TMP.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="sampler-cost-", dir=common.BENCH_TMP) as tmp:
             tmp = Path(tmp)
-            cfg = lagconfig.load(str(write_config(tmp / "inproc", bootstrap)))
+            # a broker holding ten times the partitions answers ListOffsets slower than the 5 s of `fast`
+            # and reading 10,000 partitions' message timestamps (a burst past every caught-up group)
+            # needs the 10 s anchor budget of a 20 s interval, not the 2 s of `fast`'s 1 s
+            kafka_options = {"request_timeout_seconds": 30} if scaled else None
+            monitoring = (
+                {"sample_interval_seconds": 20, "offline_sample_interval_seconds": 40} if scaled else None
+            )
+            cfg = lagconfig.load(
+                str(write_config(tmp / "inproc", bootstrap, kafka=kafka_options, monitoring=monitoring))
+            )
             stage_client = IsolatedKafkaClient or KafkaClient  # what processes/sampler.py uses
             subjects = [Subject("plain/new-db", KafkaClient, cfg, tmp / "inproc" / "plain.db")]
             if IsolatedKafkaClient is not None:
                 subjects.append(
                     Subject("isolated/new-db", IsolatedKafkaClient, cfg, tmp / "inproc" / "isolated.db")
                 )
-            aged = Subject(
-                ("isolated" if IsolatedKafkaClient else "plain") + "/full-history",
-                stage_client,
-                cfg,
-                tmp / "inproc" / "aged.db",
-                prefill_with=(cluster, heads, time.time()),
-            )
-            subjects.append(aged)
-            print(
-                f"# full-history database: {HISTORY_HEADS} head rows per partition and {HISTORY_COMMITS} "
-                f"commit rows per group-partition bulk-inserted in {aged.prefill_seconds:.1f} s "
-                f"({os.path.getsize(aged.store.path) / 1e6:.0f} MB)",
-                flush=True,
-            )
+            aged = None
+            if with_history:
+                aged = Subject(
+                    ("isolated" if IsolatedKafkaClient else "plain") + "/full-history",
+                    stage_client,
+                    cfg,
+                    tmp / "inproc" / "aged.db",
+                    prefill_with=(cluster, heads, time.time()),
+                )
+                subjects.append(aged)
+                print(
+                    f"# full-history database: {HISTORY_HEADS} head rows per partition and {HISTORY_COMMITS} "
+                    f"commit rows per group-partition bulk-inserted in {aged.prefill_seconds:.1f} s "
+                    f"({os.path.getsize(aged.store.path) / 1e6:.0f} MB)",
+                    flush=True,
+                )
             floor_admin = AdminClient({"bootstrap.servers": bootstrap})
             floor_sample(floor_admin)  # connections up, like the samplers' after their warm-up
             for subject in subjects:
@@ -544,7 +593,8 @@ def main() -> int:
                         "wall / floor",
                     ],
                     rows,
-                    title="Sampler cost per sample (2,000 partitions, 1,000 groups, 20,000 commits)",
+                    title=f"Sampler cost per sample ({len(heads):,} partitions, {len(cluster.groups):,} groups, "
+                    f"{len(cluster.groups) * 20:,} commits)",
                 )
             )
             spread = "; ".join(
@@ -565,7 +615,8 @@ def main() -> int:
                 f"{' + the offsets worker process' if len(subjects) > 1 else ''}."
             )
 
-            main_subject = aged  # the stage's client, on the database it runs on after a few hours
+            # the stage's client, on the database it runs on after a few hours (and on a fresh one)
+            main_subject = aged or subjects[-1]
             keys = sorted({k for x in subjects for s in x.samples for k in s["spent"]})
             parts = []
             for k in keys:
@@ -591,13 +642,17 @@ def main() -> int:
                     parts,
                 )
             )
-            ratio = median(x["wall"] for x in main_subject.samples) / f_wall
-            print(
-                f"\ntarget: a sample within {TARGET_RATIO}x the floor ({main_subject.label}: the stage's client "
-                f"on the database it has after a few hours): {verdict(ratio <= TARGET_RATIO)} ({ratio:.2f}x)"
-            )
+            print()
+            ratio = 0.0
+            for subject in subjects[1:] if len(subjects) > 1 else subjects:  # the stage's client
+                r = median(x["wall"] for x in subject.samples) / f_wall
+                ratio = max(ratio, r)
+                print(
+                    f"target: a sample within {goal_ratio}x the floor ({subject.label}): "
+                    f"{verdict(r <= goal_ratio)} ({r:.2f}x)"
+                )
 
-            if args.profile or ratio > TARGET_RATIO:
+            if args.profile or (ratio > goal_ratio and not args.no_profile):
                 print(f"\ncProfile of 3 more steady-state samples ({main_subject.label}):\n")
                 print(profile_samples(main_subject, cluster, heads, 3))
             for subject in subjects:
@@ -606,7 +661,7 @@ def main() -> int:
             if not args.no_stages:
                 stage_dir = common.BENCH_TMP / "sampler-cost-stages"
                 shutil.rmtree(stage_dir, ignore_errors=True)
-                results = stage_runs(bootstrap, stage_dir)
+                results = stage_runs(bootstrap, stage_dir, kafka_options)
                 rows = [
                     (
                         f"{stage} --once",
@@ -615,13 +670,26 @@ def main() -> int:
                         fmt(r["cpu"], 2),
                         fmt(r["rss_mb"], 1),
                         r["exit"],
-                        verdict(r["rss_mb"] < TARGET_RSS_MB and r["exit"] == 0),
+                        verdict(
+                            r["rss_mb"] < (goal_rss if stage == "sampler" else TARGET_RSS_MB)
+                            and r["exit"] == 0
+                            and (not scaled or stage != "reporter" or r["wall"] < REPORT_SECONDS)
+                        ),
                     )
                     for stage, what, r in results
                 ]
                 print(
                     table(
-                        ["stage process", "step", "wall s", "cpu s", "peak RSS MB", "exit", "< 100 MB"],
+                        [
+                            "stage process",
+                            "step",
+                            "wall s",
+                            "cpu s",
+                            "peak RSS MB",
+                            "exit",
+                            f"< {goal_rss:.0f} MB sampler, < {TARGET_RSS_MB:.0f} MB others"
+                            + (f", report < {REPORT_SECONDS:.0f} s" if scaled else ""),
+                        ],
                         rows,
                         title="Stage processes against the same cluster (peak RSS of the process and any "
                         "child it waited for, via bench.peak_rss)",

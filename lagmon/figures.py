@@ -175,6 +175,7 @@ def compute(
     previous: Mapping[Key, GroupFigures],
     now: float,
     max_age: float,
+    terms: Iterable[timelag.Term | None] | None = None,
 ) -> list[GroupFigures]:
     """The figures of every group/topic in ``summaries`` at a sample at ``now``.
 
@@ -182,9 +183,12 @@ def compute(
     partition); ``log_starts``: (topic, partition) -> log start offset read at this sample
     (a partition missing there keeps the one stored with ``previous``); ``previous``: the
     stored figures (their trend points and log starts); ``max_age``: trend points older
-    than this many seconds are dropped."""
+    than this many seconds are dropped; ``terms``: timelag.partition_terms(inputs), when the
+    caller has them already."""
+    inputs = list(inputs)
+    new = tuple.__new__
     parts: dict[Key, list[PartitionFigure]] = {k: [] for k in summaries}
-    for inp in inputs:
+    for inp, term in zip(inputs, timelag.partition_terms(inputs) if terms is None else terms, strict=True):
         key = (inp.group_id, inp.topic)
         if key not in parts or inp.committed < 0:
             continue
@@ -193,30 +197,34 @@ def compute(
             start = next(
                 (p.log_start for p in previous[key].partitions if p.partition == inp.partition), None
             )
-        term = timelag.partition_term(inp)
-        parts[key].append(
-            PartitionFigure(
-                int(inp.partition),
-                int(inp.committed),
-                inp.newest_head,
-                start,
-                None if term is None else term.t_star,
-                None if term is None else term.held_at,
-                False if term is None else term.lower_bound,
-            )
+        figure = (
+            int(inp.partition),
+            int(inp.committed),
+            inp.newest_head,
+            start,
+            None if term is None else term.t_star,
+            None if term is None else term.held_at,
+            False if term is None else term.lower_bound,
         )
+        parts[key].append(new(PartitionFigure, figure))  # (tuple.__new__: no Python call per row)
     out = []
     for key, summary in summaries.items():
         ps = tuple(sorted(parts[key]))
         old = previous.get(key)
         trend = next_trend(old.trend if old is not None else (), now, raw_lag(summary, now), max_age)
+        offset_lag = lost = 0  # the sums of the partitions' offset_lag and lost, in one pass
+        for p in ps:
+            if p.head is not None and p.head > p.committed:
+                offset_lag += p.head - p.committed
+            if p.log_start is not None and p.log_start > p.committed:
+                lost += p.log_start - p.committed
         out.append(
             GroupFigures(
                 key[0],
                 key[1],
                 now,
-                sum(p.offset_lag for p in ps),
-                sum(p.lost for p in ps),
+                offset_lag,
+                lost,
                 catch_up_at(trend),
                 trend,
                 ps,

@@ -43,6 +43,7 @@ __all__ = [
     "lag_seconds",
     "overtaken_at",
     "partition_term",
+    "partition_terms",
     "round_seconds",
     "summarize",
 ]
@@ -358,17 +359,41 @@ def group_lag_at(summary: LagSummary, now: float) -> GroupLag:
     )
 
 
+def partition_terms(inputs: Iterable[LagInput]) -> list[Term | None]:
+    """partition_term of each input, in order. Inputs that differ only in their group (groups
+    at the same commit of a partition, with the same history) share one computation."""
+    memo: dict[tuple, Term | None] = {}
+    out: list[Term | None] = []
+    for inp in inputs:
+        key = inp[1:]
+        if key in memo:
+            out.append(memo[key])
+        else:
+            out.append(memo.setdefault(key, partition_term(inp)))
+    return out
+
+
 def group_summaries(
-    inputs: Iterable[LagInput], keys: Iterable[tuple[str, str]] = ()
+    inputs: Iterable[LagInput],
+    keys: Iterable[tuple[str, str]] = (),
+    terms: Sequence[Term | None] | None = None,
 ) -> dict[tuple[str, str], LagSummary]:
     """The LagSummary of every (group_id, topic) in `inputs`; each of `keys` is
-    present too, over no partitions when no input names it."""
-    terms: dict[tuple[str, str], list[Term]] = {k: [] for k in keys}
-    for inp in inputs:
-        term = partition_term(inp)
+    present too, over no partitions when no input names it. `terms`: partition_terms(inputs),
+    when the caller has them already."""
+    inputs = inputs if isinstance(inputs, list) else list(inputs)
+    if terms is None:
+        terms = partition_terms(inputs)
+    by_key: dict[tuple[str, str], list[Term]] = {k: [] for k in keys}
+    for inp, term in zip(inputs, terms, strict=True):
         if term is not None:
-            terms.setdefault((inp.group_id, inp.topic), []).append(term)
-    return {k: summarize(v) for k, v in terms.items()}
+            key = (inp.group_id, inp.topic)
+            got = by_key.get(key)
+            if got is None:
+                by_key[key] = [term]
+            else:
+                got.append(term)
+    return {k: summarize(v) for k, v in by_key.items()}
 
 
 def group_lags(

@@ -295,3 +295,56 @@ def test_a_sampler_process_sigkilled_mid_sample_and_restarted_gives_the_same_lag
             )
     finally:
         second.close()
+
+
+# The sampler keeps the rows its lag inputs are read from in memory (lagmon.store.cache) and
+# reloads them when another process (the housekeeper) changed them: with the housekeeper
+# thinning the history between samples, a sampler that never stops (whose lag inputs come from
+# memory) and one restarted before every sample (whose memory is always freshly loaded from the
+# file) must leave the same lags.
+HOUSEKEEPING = {**MONITORING, "max_entries_per_partition": 12, "max_commit_entries_per_partition": 6}
+HOUSEKEEP_EVERY = 7
+
+
+def test_a_sampler_restarted_before_every_sample_gives_the_never_stopped_lags_while_history_is_thinned(
+    tmp_path,
+):
+    from lagmon.stages.housekeeper import Housekeeper
+
+    (tmp_path / "kept").mkdir()
+    (tmp_path / "cold").mkdir()
+    kept = make_config(tmp_path / "kept", monitoring=HOUSEKEEPING)
+    cold = make_config(tmp_path / "cold", monitoring=HOUSEKEEPING)
+    kept_cluster, cold_cluster = SimCluster(), SimCluster()
+    never_stopped = Run(kept, kept_cluster, kept_cluster)
+    from_memory = thinned = 0
+    try:
+        for i, now in enumerate(TIMES):
+            never_stopped.step(now)
+            restarted = Run(cold, cold_cluster, cold_cluster)  # a new Sampler on a new Store
+            try:
+                restarted.step(now)
+                assert restarted.lags(now) == never_stopped.lags(now), f"sample {i}"
+                assert restarted.statuses() == never_stopped.statuses(), f"statuses at sample {i}"
+            finally:
+                restarted.close()
+            brackets = never_stopped.store._brackets
+            assert brackets is not None
+            from_memory += len(brackets.inputs(never_stopped.statuses())[0])
+            if i % HOUSEKEEP_EVERY == HOUSEKEEP_EVERY - 1:
+                for cfg in (kept, cold):
+                    housekeeper_store = Store(cfg.database.path)
+                    try:
+                        before = housekeeper_store._conn.execute(
+                            "SELECT count(*) FROM partition_offsets"
+                        ).fetchone()
+                        Housekeeper(cfg, housekeeper_store).step(now)
+                        after = housekeeper_store._conn.execute(
+                            "SELECT count(*) FROM partition_offsets"
+                        ).fetchone()
+                        thinned += before[0] - after[0]
+                    finally:
+                        housekeeper_store.close()
+    finally:
+        never_stopped.close()
+    assert thinned > 0 and from_memory > 0  # the history was thinned, and memory answered

@@ -58,6 +58,7 @@ def test_tables_exist(store, db_path):
         "group_figures",
         "listing_state",
         "stage_figures",
+        "history_epoch",
     }
 
 
@@ -131,11 +132,12 @@ def test_group_status_keeps_its_lag_summary(store, db_path):
 def test_newer_schema_is_refused(db_path):
     Store(db_path).close()
     conn = sqlite3.connect(db_path)
-    conn.execute("INSERT INTO schema_version(version) VALUES (7)")
+    conn.execute("INSERT INTO schema_version(version) VALUES (?)", (SCHEMA_VERSION + 1,))
     conn.commit()
     conn.close()
     with pytest.raises(
-        StoreError, match=rf"schema version 7 is newer than this lagmon supports \({SCHEMA_VERSION}\)"
+        StoreError,
+        match=rf"schema version {SCHEMA_VERSION + 1} is newer than this lagmon supports \({SCHEMA_VERSION}\)",
     ) as e:
         Store(db_path)
     assert db_path in str(e.value)

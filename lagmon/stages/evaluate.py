@@ -99,9 +99,10 @@ def update_states(sampler: Sampler, keys, advanced, at: float, result: SampleRes
     touched = read_anchors(sampler, inputs, result)
     if touched:  # only those group/topics need their inputs again, now with anchors
         inputs = [i for i in inputs if (i.group_id, i.topic) not in touched] + store.lag_inputs(touched)
-    summaries = timelag.group_summaries(inputs, keys)
+    terms = timelag.partition_terms(inputs)  # once, for the lags and the figures
+    summaries = timelag.group_summaries(inputs, keys, terms)
     lags = {k: timelag.group_lag_at(v, at) for k, v in summaries.items()}
-    figures_io.record_sample(store, inputs, summaries, sampler.log_starts, at, sampler.mon)
+    figures_io.record_sample(store, inputs, summaries, sampler.log_starts, at, sampler.mon, terms)
     moved = {(g, t) for (g, t, _p) in advanced}
     rows: list[GroupStatus] = []
     transitions: list[Transition] = []

@@ -17,7 +17,7 @@ from typing import Any
 
 from lagmon import figures, prometheus, report
 from lagmon.stages.runtime import printable
-from lagmon.timelag import LagInput, LagSummary
+from lagmon.timelag import LagInput, LagSummary, Term
 
 # Trend points older than this many offline sample intervals are dropped (a long outage
 # starts a new trend); the trend itself is the last figures.TREND_POINTS samples.
@@ -31,13 +31,20 @@ def record_sample(
     log_starts: Mapping[tuple[str, int], int],
     now: float,
     monitoring: Any,
+    terms: Iterable[Term | None] | None = None,
 ) -> None:
     """Compute and store the figures of the group/topics sampled at ``now``."""
     if not summaries:
         return
-    previous = store.group_figures(summaries.keys())
+    inputs = list(inputs)
+    # The previous figures' trends; their partitions' log starts only where this sample's heads
+    # fetch has none (a partition whose head was not read).
+    previous = store.group_trends(summaries.keys())
+    unread = {(i.group_id, i.topic) for i in inputs if (i.topic, i.partition) not in log_starts}
+    if unread:
+        previous.update(store.group_figures(unread & previous.keys()))
     max_age = TREND_MAX_AGE_INTERVALS * float(monitoring.offline_sample_interval_seconds)
-    store.save_group_figures(figures.compute(inputs, summaries, log_starts, previous, now, max_age))
+    store.save_group_figures(figures.compute(inputs, summaries, log_starts, previous, now, max_age, terms))
 
 
 class Instrumented:

@@ -69,6 +69,7 @@ class Sampler(Listing):
         self._wall = clock
         self.mon = cfg.monitoring
         self.store = store
+        store.enable_brackets()  # the lag inputs' rows mirrored in memory (lagmon.store.cache)
         self.client = client
         self.log = log or logging.getLogger("lagmon.sampler")
         self.thresholds = states.Thresholds.from_monitoring(self.mon)
@@ -130,11 +131,13 @@ class Sampler(Listing):
         """The group/topics this sample stores and evaluates, and their commits: every
         ONLINE or new one, and an OFFLINE/RECOVERING one when its coarse interval is due or
         its commit moved since the last fetch (a resumed group, a new partition)."""
-        moved = {(g, t) for (g, t, p), o in commits.items() if self._seen_commits.get((g, t, p)) != o}
+        seen = self._seen_commits
+        moved = {k[:2] for k, o in commits.items() if seen.get(k) != o}
+        # A fetched group's commits replace what was seen of it (in place: no copy per sample).
         fetched_groups = {g for (g, _t) in answered}
-        self._seen_commits = {
-            k: o for k, o in self._seen_commits.items() if k[0] not in fetched_groups
-        } | commits
+        for k in [k for k in seen if k[0] in fetched_groups and k not in commits]:
+            del seen[k]
+        seen.update(commits)
         horizon = sched + 0.05 * self.mon.sample_interval_seconds  # a wake-up a little early
         chosen: set[GroupTopic] = set()
         for key in answered:
@@ -142,7 +145,9 @@ class Sampler(Listing):
             fine = status is None or status.state == states.State.ONLINE.value or key in moved
             if fine or self._due_at(key, status, now, sched) <= horizon:
                 chosen.add(key)
-        kept = {k: o for k, o in commits.items() if (k[0], k[1]) in chosen}
+        kept = (
+            commits if len(chosen) == len(answered) else {k: o for k, o in commits.items() if k[:2] in chosen}
+        )
         self._due = {k: v for k, v in self._due.items() if k in self.statuses}
         return kept, chosen
 

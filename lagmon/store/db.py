@@ -11,20 +11,18 @@ import os
 from collections.abc import Callable, Iterable, Mapping
 
 from lagmon.store import sql
-from lagmon.store.figures import FiguresStore
 from lagmon.store.rows import (
     GroupStatus,
     HeadRow,
-    LagInput,
     StageState,
     Transition,
     columns,
     group_status,
-    lag_input,
     placeholders,
     status_row,
     values,
 )
+from lagmon.store.samples import SampleStore
 
 Keep = Callable[[list[tuple[int, float, float]], int], set[int]]
 
@@ -35,111 +33,10 @@ def _doomed(rows: list[tuple[int, float, float]], max_entries: int, keep: Keep) 
     return [i for i in range(len(rows)) if i not in kept]
 
 
-class Store(FiguresStore):
+class Store(SampleStore):
     """All queries of the three stages: one method each."""
 
     # --- writes -----------------------------------------------------------------------------
-
-    def record_heads(self, heads: Mapping[tuple[str, int], int], at: float) -> list[tuple[str, int]]:
-        """Record one sample of head offsets; returns the partitions whose head went DOWN (history reset)."""
-        with self._write() as db:
-            db.execute("DELETE FROM temp.in_heads")
-            db.executemany(
-                "INSERT INTO temp.in_heads(topic, partition, offset) VALUES (?, ?, ?)",
-                [(t, p, o) for (t, p), o in heads.items()],
-            )
-            reset = [
-                (t, p)
-                for t, p in db.execute(
-                    """SELECT topic, partition FROM temp.in_heads i WHERE i.offset <
-                   (SELECT max(offset) FROM partition_offsets o
-                    WHERE o.topic = i.topic AND o.partition = i.partition)"""
-                )
-            ]
-            for table in ("partition_offsets", "partition_anchors"):
-                db.executemany(f"DELETE FROM {table} WHERE topic = ? AND partition = ?", reset)
-            db.execute(
-                """INSERT INTO partition_offsets(topic, partition, offset, first_seen, last_seen)
-                          SELECT topic, partition, offset, :at, :at FROM temp.in_heads WHERE true
-                          ON CONFLICT(topic, partition, offset) DO UPDATE SET last_seen = max(last_seen, :at)""",
-                {"at": at},
-            )
-            db.execute("DELETE FROM temp.in_heads")
-        return reset
-
-    def record_commits(
-        self, commits: Mapping[tuple[str, str, int], int], at: float
-    ) -> set[tuple[str, str, int]]:
-        """Record one sample of committed offsets; returns the keys whose offset ADVANCED."""
-        with self._write() as db:
-            db.execute("DELETE FROM temp.in_commits")
-            db.executemany(
-                "INSERT INTO temp.in_commits(group_id, topic, partition, committed_offset)"
-                " VALUES (?, ?, ?, ?)",
-                [(g, t, p, o) for (g, t, p), o in commits.items()],
-            )
-            db.execute("""UPDATE temp.in_commits SET (prev_offset, prev_first_seen, prev_last_seen) = (
-                              SELECT c.committed_offset, c.first_seen, c.last_seen FROM latest_commits c
-                              WHERE c.group_id = in_commits.group_id AND c.topic = in_commits.topic
-                                AND c.partition = in_commits.partition)""")
-            # An unchanged offset only moves latest_commits.last_seen (a small table); the history
-            # row of a run gets its final last_seen when the run ends, here, or when thinned.
-            # One primary-key update per ended run that was seen more than once (a row is written
-            # with last_seen = first_seen). A join here would let the planner scan the history.
-            db.executemany(
-                sql.END_RUN,
-                db.execute(
-                    """SELECT prev_last_seen, prev_first_seen, group_id, topic, partition FROM temp.in_commits
-                   WHERE prev_offset IS NOT NULL AND committed_offset <> prev_offset
-                     AND prev_last_seen <> prev_first_seen"""
-                ).fetchall(),
-            )
-            db.execute(
-                """INSERT INTO consumer_commits(group_id, topic, partition, first_seen,
-                              committed_offset, last_seen)
-                          SELECT group_id, topic, partition, :at, committed_offset, :at FROM temp.in_commits
-                          WHERE prev_offset IS NULL OR committed_offset <> prev_offset
-                          ON CONFLICT(first_seen, group_id, topic, partition)
-                          DO UPDATE SET committed_offset = excluded.committed_offset, last_seen = excluded.last_seen""",
-                {"at": at},
-            )
-            db.execute(
-                """INSERT INTO latest_commits(group_id, topic, partition, committed_offset,
-                              first_seen, last_seen)
-                          SELECT group_id, topic, partition, committed_offset,
-                                 CASE WHEN committed_offset = prev_offset THEN prev_first_seen ELSE :at END, :at
-                          FROM temp.in_commits WHERE true
-                          ON CONFLICT(group_id, topic, partition) DO UPDATE SET
-                              committed_offset = excluded.committed_offset, first_seen = excluded.first_seen,
-                              last_seen = CASE WHEN excluded.first_seen = latest_commits.first_seen
-                                               THEN max(latest_commits.last_seen, excluded.last_seen)
-                                               ELSE excluded.last_seen END""",
-                {"at": at},
-            )
-            advanced = {
-                (g, t, p)
-                for g, t, p in db.execute(
-                    "SELECT group_id, topic, partition FROM temp.in_commits WHERE committed_offset > prev_offset"
-                )
-            }
-            db.execute("DELETE FROM temp.in_commits")
-        return advanced
-
-    def put_anchor(self, topic: str, partition: int, offset: int, timestamp: float, exact: bool) -> None:
-        self.put_anchors([(topic, partition, offset, timestamp, exact)])
-
-    def put_anchors(self, anchors: Iterable[tuple[str, int, int, float, bool]]) -> None:
-        """Upsert (topic, partition, offset, timestamp, exact) anchors in one transaction."""
-        rows = [(t, p, o, ts, int(bool(exact))) for t, p, o, ts, exact in anchors]
-        if not rows:
-            return
-        with self._write() as db:
-            db.executemany(
-                """INSERT INTO partition_anchors(topic, partition, offset, timestamp, exact)
-                              VALUES (?, ?, ?, ?, ?) ON CONFLICT(topic, partition, offset)
-                              DO UPDATE SET timestamp = excluded.timestamp, exact = excluded.exact""",
-                rows,
-            )
 
     def save_group_status(self, rows: Iterable[GroupStatus]) -> None:
         with self._write() as db:
@@ -187,6 +84,7 @@ class Store(FiguresStore):
                 "group_figures",
             ):
                 db.execute(f"DELETE FROM {table} WHERE topic = ?", (topic,))
+            db.execute(sql.BUMP_EPOCH)
 
     def heartbeat(
         self,
@@ -216,25 +114,12 @@ class Store(FiguresStore):
     # --- reads ------------------------------------------------------------------------------
 
     def latest_heads(self) -> dict[tuple[str, int], HeadRow]:
-        rows = self._conn.execute("""SELECT topic, partition, max(offset), first_seen, last_seen
-                                     FROM partition_offsets GROUP BY topic, partition""")
+        rows = self._conn.execute(sql.NEWEST_HEADS)
         return {(t, p): HeadRow(o, f, s) for t, p, o, f, s in rows}
 
     def group_statuses(self) -> dict[tuple[str, str], GroupStatus]:
         rows = self._conn.execute(f"SELECT {columns(GroupStatus)} FROM group_status")
         return {(r[0], r[1]): group_status(r) for r in rows}
-
-    def lag_inputs(self, groups_topics: Iterable[tuple[str, str]] | None = None) -> list[LagInput]:
-        query = sql.LAG_INPUTS_ALL
-        if groups_topics is not None:
-            query = sql.LAG_INPUTS_WANTED
-            self._conn.execute("DELETE FROM temp.want_pairs")
-            self._conn.executemany(
-                "INSERT OR IGNORE INTO temp.want_pairs(group_id, topic) VALUES (?, ?)", list(groups_topics)
-            )
-        with self._read() as db:
-            rows = db.execute(query).fetchall()
-        return [lag_input(r) for r in rows]
 
     def commit_keys(self) -> set[tuple[str, str]]:
         """Every (group_id, topic) with a committed offset on record."""
@@ -337,6 +222,8 @@ class Store(FiguresStore):
                     continue
                 doomed = [(*k, rows[i][3]) for i in _doomed([r[:3] for r in rows], max_entries, keep)]
                 db.executemany(f"DELETE FROM {table} WHERE {match} AND {pk_col} = ?", doomed)
+                if doomed:
+                    db.execute(sql.BUMP_EPOCH)
                 deleted += len(doomed)
         return deleted
 
@@ -345,7 +232,10 @@ class Store(FiguresStore):
         with self._write() as db:
             before = db.total_changes
             db.execute(sql.PRUNE_ANCHORS)  # .rowcount is -1 for a statement starting with WITH
-            return db.total_changes - before
+            deleted = db.total_changes - before
+            if deleted:
+                db.execute(sql.BUMP_EPOCH)
+            return deleted
 
     def purge_absent_groups(self, older_than: float) -> int:
         """Delete status, commits and transitions of (group, topic)s last present before older_than."""
@@ -361,6 +251,8 @@ class Store(FiguresStore):
                 "group_figures",
             ):
                 db.executemany(f"DELETE FROM {table} WHERE group_id = ? AND topic = ?", gone)
+            if gone:
+                db.execute(sql.BUMP_EPOCH)
         return len(gone)
 
     def prune_transitions(self, older_than: float) -> int:
@@ -425,3 +317,5 @@ class Store(FiguresStore):
         with self._write() as db:
             for table in ("consumer_commits", "latest_commits", "group_status", "group_figures"):
                 db.executemany(f"DELETE FROM {table} WHERE group_id = ? AND topic = ?", keys)
+            if keys:
+                db.execute(sql.BUMP_EPOCH)

@@ -12,6 +12,7 @@ from lagmon.figures import GroupFigures
 from lagmon.store.connection import Database
 
 _COLUMNS = "group_id, topic, sampled_at, offset_lag, messages_lost, catch_up_at, trend, partitions"
+_TREND_COLUMNS = _COLUMNS.replace("partitions", "'[]'")  # the partitions left out
 
 
 def _figures(row: tuple) -> GroupFigures | None:
@@ -50,7 +51,18 @@ class FiguresStore(Database):
         self, keys: Iterable[tuple[str, str]] | None = None
     ) -> dict[tuple[str, str], GroupFigures]:
         """The stored figures of every group/topic (of ``keys`` only, when given)."""
-        query = f"SELECT {_COLUMNS} FROM group_figures"
+        return self._figures_of(_COLUMNS, keys)
+
+    def group_trends(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], GroupFigures]:
+        """The stored figures of ``keys`` with their trend points only (``partitions`` empty):
+        what the sampler needs of the previous sample's figures, without decoding every
+        partition's figure (group_figures gives those)."""
+        return self._figures_of(_TREND_COLUMNS, keys)
+
+    def _figures_of(
+        self, columns: str, keys: Iterable[tuple[str, str]] | None
+    ) -> dict[tuple[str, str], GroupFigures]:
+        query = f"SELECT {columns} FROM group_figures"
         if keys is not None:  # only those rows decoded (the sampler asks for the sampled ones)
             query += " WHERE (group_id, topic) IN (SELECT group_id, topic FROM temp.want_pairs)"
             self._conn.execute("DELETE FROM temp.want_pairs")

@@ -6,7 +6,7 @@ transaction together with its ``schema_version`` record (``Store._migrate``).
 
 import re
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 # PRAGMA application_id of a lagmon database: the bytes "LAGM" (header offset 68), set when
 # lagmon creates the file, and at the first write of a lagmon database made before it had one
@@ -83,6 +83,11 @@ LISTING_STATE_TABLE = """CREATE TABLE listing_state(
     kind TEXT NOT NULL, name TEXT NOT NULL, topic TEXT NOT NULL, count INTEGER NOT NULL,
     PRIMARY KEY(kind, name, topic)) WITHOUT ROWID"""
 
+# Migration 7: a counter every write to the rows the sampler mirrors in memory (store.cache)
+# moves, other than the sample's own writes: thinning, pruning, purging, dropping.
+HISTORY_EPOCH_TABLE = "CREATE TABLE history_epoch(epoch INTEGER NOT NULL)"
+HISTORY_EPOCH_FILL = "INSERT INTO history_epoch(epoch) VALUES (0)"
+
 # MIGRATIONS[i] brings the schema from version i to version i + 1.
 MIGRATIONS: list[tuple[str, ...]] = [
     (
@@ -102,6 +107,7 @@ MIGRATIONS: list[tuple[str, ...]] = [
     tuple(CONSUMER_COMMITS_V4),
     (GROUP_FIGURES_TABLE, STAGE_FIGURES_TABLE),
     (LISTING_STATE_TABLE,),
+    (HISTORY_EPOCH_TABLE, HISTORY_EPOCH_FILL),
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 

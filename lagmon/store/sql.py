@@ -45,3 +45,28 @@ DELETE FROM partition_anchors WHERE offset < coalesce(
 # Gives a commit run's history row its final last_seen (record_commits, thin_commits).
 END_RUN = """UPDATE consumer_commits SET last_seen = ?
     WHERE first_seen = ? AND group_id = ? AND topic = ? AND partition = ?"""
+
+# A new run of a commit offset in the history (record_commits).
+NEW_RUN = """INSERT INTO consumer_commits(group_id, topic, partition, first_seen, committed_offset, last_seen)
+    VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(first_seen, group_id, topic, partition)
+    DO UPDATE SET committed_offset = excluded.committed_offset, last_seen = excluded.last_seen"""
+PUT_LATEST_COMMIT = """INSERT INTO latest_commits(group_id, topic, partition, committed_offset, first_seen, last_seen)
+    VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(group_id, topic, partition) DO UPDATE SET
+    committed_offset = excluded.committed_offset, first_seen = excluded.first_seen, last_seen = excluded.last_seen"""
+
+# history_epoch (migration 7): moved by every write to the rows a sampler mirrors in memory
+# (store.cache) other than the sample's own, in that write's transaction.
+EPOCH = "SELECT epoch FROM history_epoch"
+BUMP_EPOCH = "UPDATE history_epoch SET epoch = epoch + 1"
+# What the mirror is loaded from (one snapshot).
+NEWEST_HEADS = """SELECT topic, partition, max(offset), first_seen, last_seen
+    FROM partition_offsets GROUP BY topic, partition"""
+OLDEST_HEADS = (
+    "SELECT topic, partition, min(offset), first_seen FROM partition_offsets GROUP BY topic, partition"
+)
+ALL_ANCHORS = (
+    "SELECT topic, partition, offset, timestamp FROM partition_anchors ORDER BY topic, partition, offset"
+)
+ALL_LATEST_COMMITS = (
+    "SELECT group_id, topic, partition, committed_offset, first_seen, last_seen FROM latest_commits"
+)
