@@ -243,7 +243,19 @@ class Database:
 
     def _owned_version(self, conn: sqlite3.Connection) -> int:
         """The schema version of a lagmon database (0: empty, lagmon may create its schema),
-        read without writing; StoreError for a file that is not lagmon's or is newer."""
+        read without writing, in one read transaction: another stage may be creating the schema
+        at this moment, and an application_id read before its commit with the tables read after
+        it would look like a foreign file. StoreError for a file that is not lagmon's or is newer."""
+        if conn.in_transaction:
+            return self._read_owned_version(conn)
+        conn.execute("BEGIN")
+        try:
+            return self._read_owned_version(conn)
+        finally:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")  # a read: nothing to keep
+
+    def _read_owned_version(self, conn: sqlite3.Connection) -> int:
         path = self.path
         app_id = conn.execute("PRAGMA application_id").fetchone()[0]
         tables = {
