@@ -221,7 +221,9 @@ def test_the_report_follows_the_sample_and_still_comes_every_report_interval(env
     assert len(written) == 3
 
 
-def test_the_report_is_rewritten_every_second_while_a_lag_grows(env):
+def reporter_of_a_growing_lag(env):
+    """A Reporter (on a Clock) over one group whose static commit is behind: its lag grows with
+    time. Returns (reporter, clock, writes): each write appends lag.json's (now, consumer entry)."""
     cfg, store, kafka = env
     kafka.head = {("orders", 0): 100, ("orders", 1): 0}
     kafka.commits = {"g1": {("orders", 0): 50}}
@@ -231,50 +233,40 @@ def test_the_report_is_rewritten_every_second_while_a_lag_grows(env):
         s.step(now)
     mono = Clock(50.0)
     reporter = Reporter(cfg, store, clock=mono)
-    lags = []
+    writes: list[tuple[float, dict]] = []
     write = reporter.write
 
     def recorded(now):
         write(now)
-        lags.append(json.loads(open(cfg.output.json_path).read())["consumers"][0]["lag_seconds"])
+        writes.append((now, json.loads(open(cfg.output.json_path).read())["consumers"][0]))
 
     reporter.write = recorded  # type: ignore[method-assign]
+    return reporter, mono, writes
+
+
+def test_the_report_is_rewritten_every_second_while_a_lag_grows(env):
+    reporter, mono, writes = reporter_of_a_growing_lag(env)
     now = 1010.5
     for _ in range(12):  # 3 s of polls, no new sample, report interval far away
         reporter.step(now)
         mono.t += POLL_SECONDS
         now += POLL_SECONDS
-    assert cfg.monitoring.report_interval_seconds > 3
+    assert env[0].monitoring.report_interval_seconds > 3
+    lags = [c["lag_seconds"] for _, c in writes]
     assert len(lags) == 3 and lags[0] < lags[1] < lags[2], lags
 
 
 def test_a_growing_lag_is_rewritten_as_its_whole_seconds_change(env):
     """While a lag grows, each report comes as the exact lag reaches k + 0.5, so lag_seconds is
     the truth rounded whenever it is read (not up to a second behind it)."""
-    cfg, store, kafka = env
-    kafka.head = {("orders", 0): 100, ("orders", 1): 0}
-    kafka.commits = {"g1": {("orders", 0): 50}}
-    s = sampler(cfg, store, kafka)
-    for now in (1000.0, 1010.0):  # static and behind: its lag grows with time
-        kafka.head = {("orders", 0): kafka.head[("orders", 0)] + 10, ("orders", 1): 0}
-        s.step(now)
-    mono = Clock(50.0)
-    reporter = Reporter(cfg, store, clock=mono)
-    writes = []  # (now, lag_seconds, lag_seconds_exact)
-    write = reporter.write
-
-    def recorded(now):
-        write(now)
-        c = json.loads(open(cfg.output.json_path).read())["consumers"][0]
-        writes.append((now, c["lag_seconds"], c["lag_seconds_exact"]))
-
-    reporter.write = recorded  # type: ignore[method-assign]
+    reporter, mono, recorded = reporter_of_a_growing_lag(env)
     now = 1010.37
     for _ in range(60):  # as the runtime does: the next step when this one says
         delay = reporter.step(now)
         assert 0.0 <= delay <= POLL_SECONDS
         mono.t += delay
         now += delay
+    writes = [(at, c["lag_seconds"], c["lag_seconds_exact"]) for at, c in recorded]
     t_star = writes[0][0] - writes[0][2]
     assert len(writes) >= 5
     for at, lag, exact in writes[1:]:
