@@ -150,7 +150,7 @@ class Tmux:
         subprocess.run(self.base + ["kill-server"], capture_output=True, timeout=10)
 
 
-def running(pid: int) -> bool:
+def alive_not_zombie(pid: int) -> bool:
     """The process exists and is not a zombie (tmux 3.3a may leave its dead pane's process
     unreaped for a while: it has exited and holds nothing but its pid)."""
     try:
@@ -247,9 +247,9 @@ def test_demo_under_tmux_shows_every_state_and_ctrl_c_leaves_nothing(tmp_path):
         assert not ours(workdir), f"left running {took:.0f} s after Ctrl-C: {ours(workdir)}"
         # A killed process lingers as a zombie until its parent (or init) reaps it: bounded wait.
         gone_by = time.monotonic() + 15
-        while [p for p in pids.values() if running(p)] and time.monotonic() < gone_by:
+        while [p for p in pids.values() if alive_not_zombie(p)] and time.monotonic() < gone_by:
             time.sleep(0.2)
-        assert not [p for p in pids.values() if running(p)]
+        assert not [p for p in pids.values() if alive_not_zombie(p)]
         assert "nothing left running" in final
         assert not any(port_open(p, timeout=0.5) for p in PORTS)
     finally:
