@@ -36,7 +36,7 @@ def header(name: str) -> None:
         try:
             return subprocess.run(
                 ["git", *a], cwd=REPO, capture_output=True, text=True, timeout=10
-            ).stdout.strip()
+            ).stdout.rstrip()
         except (OSError, subprocess.SubprocessError):
             return ""
 

@@ -51,6 +51,10 @@ FAMILIES: dict[str, tuple[str, str]] = {
         "gauge",
         "Consumer group time lag on the topic in seconds (lag.json lag_seconds).",
     ),
+    "lagmon_consumer_lag_exact_seconds": (
+        "gauge",
+        "The same lag before rounding to whole seconds, to the millisecond (lag.json lag_seconds_exact).",
+    ),
     "lagmon_consumer_lag_lower_bound": (
         "gauge",
         "1 when lag_seconds is a lower bound (the true lag is at least this), else 0.",
@@ -118,6 +122,7 @@ FAMILIES: dict[str, tuple[str, str]] = {
 # consumer field -> family, for the plain numeric per-consumer series (absent or null: no series)
 _CONSUMER_NUMBERS = (
     ("lag_seconds", "lagmon_consumer_lag_seconds"),
+    ("lag_seconds_exact", "lagmon_consumer_lag_exact_seconds"),
     ("partitions_monitored", "lagmon_consumer_partitions"),
     ("offset_lag", "lagmon_consumer_offset_lag"),
     ("worst_partition_offset_lag", "lagmon_consumer_worst_partition_offset_lag"),

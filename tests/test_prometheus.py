@@ -41,6 +41,7 @@ def consumer(group_id: str, topic: str = "orders", **fields) -> dict:
         "group_id": group_id,
         "topic": topic,
         "lag_seconds": 120,
+        "lag_seconds_exact": 119.75,
         "lag_display": "2 minutes",
         "worst_partition": 1,
         "status": "online",
@@ -197,6 +198,7 @@ def test_golden_small_report():
     body = [line for line in data.decode().splitlines() if not line.startswith("#")]
     assert body == [
         'lagmon_consumer_lag_seconds{group_id="g1",topic="orders"} 120',
+        'lagmon_consumer_lag_exact_seconds{group_id="g1",topic="orders"} 119.75',
         'lagmon_consumer_lag_lower_bound{group_id="g1",topic="orders"} 1',
         'lagmon_consumer_status{group_id="g1",topic="orders",status="offline"} 0',
         'lagmon_consumer_status{group_id="g1",topic="orders",status="online"} 0',
@@ -232,6 +234,16 @@ def test_new_fields_absent_in_an_older_report_omit_their_series():
     for family in ("offset_lag", "worst_partition_offset_lag", "catch_up_seconds", "messages_lost"):
         assert f"lagmon_consumer_{family}" not in names
     assert "lagmon_consumer_lag_seconds" in names and "lagmon_stale" not in names
+
+
+def test_exact_lag_is_its_own_series_and_absent_without_the_field():
+    data = render(report([consumer("exact", lag_seconds=3, lag_seconds_exact=2.5), consumer("old")]))
+    del_exact = report([{k: v for k, v in consumer("old").items() if k != "lag_seconds_exact"}])
+    assert (
+        values(data, "lagmon_consumer_lag_exact_seconds")[(("group_id", "exact"), ("topic", "orders"))]
+        == "2.5"
+    )
+    assert "lagmon_consumer_lag_exact_seconds" not in {n for n, _, _ in parse(render(del_exact))[2]}
 
 
 def test_catch_up_omitted_only_for_the_pair_whose_value_is_null():
