@@ -106,7 +106,8 @@ def append_time(c: int, below: Sequence[Point], above: Sequence[Point]) -> tuple
     ``below``: candidates (offset <= c, time); ``above``: candidates (offset > c, time).
     Candidates on the wrong side of ``c`` or with a non-finite time are ignored.
     A = largest offset (ties: latest time); B = smallest offset (ties: earliest time).
-    ``t* = tA + (c - hA) * (tB - tA) / (hB - hA)`` clamped into [min(tA, tB), max(tA, tB)].
+    ``t* = tA`` at ``c == hA``, else ``tA + (c + 1/2 - hA) * (tB - tA) / (hB - hA)``, clamped
+    into [min(tA, tB), max(tA, tB)].
     Only B -> ``(tB, True)``: no extrapolation below the history, the lag is a lower bound.
     Raises ValueError when there is no B (the caller treats that as caught up).
     """
@@ -129,7 +130,11 @@ def append_time(c: int, below: Sequence[Point], above: Sequence[Point]) -> tuple
         return t_b, True
     if h_b <= h_a:  # impossible after the filtering above; never divide by zero
         return t_a, False
-    t = t_a + (c - h_a) * (t_b - t_a) / (h_b - h_a)
+    # Strictly inside the bracket, message c sits half a message past the line through the two
+    # points: a head read at a random instant is on average half a message above the line
+    # through the append times, so interpolating c itself dates it half a message early and
+    # over-reports steady traffic by 0.5 / rate. At c == hA (an exact match) t* is tA.
+    t = t_a if c == h_a else t_a + (c - h_a + 0.5) * (t_b - t_a) / (h_b - h_a)
     lo, hi = min(t_a, t_b), max(t_a, t_b)
     if not math.isfinite(t):
         t = t_a

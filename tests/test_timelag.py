@@ -50,13 +50,41 @@ def test_append_time_within_bracket_times(c, below, above):
 
 
 def test_append_time_interpolates_linearly():
-    assert append_time(15, [(10, 100.0)], [(20, 200.0)]) == (150.0, False)
+    # message 15 of 10..19 sits half a message past the line through the two heads
+    assert append_time(15, [(10, 100.0)], [(20, 200.0)]) == (155.0, False)
+    assert append_time(19, [(10, 100.0)], [(20, 200.0)]) == (195.0, False)
+    # an exact match is that point's time
     assert append_time(10, [(10, 100.0)], [(20, 200.0)]) == (100.0, False)
     # ties: A takes the latest time, B the earliest
     assert append_time(10, [(10, 90.0), (10, 100.0), (5, 1.0)], [(11, 130.0), (11, 120.0), (30, 999.0)]) == (
         100.0,
         False,
     )
+
+
+@PROPS
+@given(
+    rate=st.floats(0.01, 1000.0),
+    phase=st.floats(0.0, 0.999),
+    t_a=st.floats(0.0, 1e4),
+    gap=st.floats(0.01, 1e4),
+    data=st.data(),
+)
+def test_append_time_of_steady_traffic_is_within_half_a_message(rate, phase, t_a, gap, data):
+    """Message k appended at (k + phase) / rate; heads read at t_a and t_a + gap (the head is
+    the count of messages appended by then). Every c strictly between is dated within half a
+    message's spacing: interpolating c itself (not c + 1/2) is up to a whole spacing early."""
+    t_b = t_a + gap
+
+    def head(t: float) -> int:
+        return max(0, math.floor(t * rate - phase) + 1)
+
+    h_a, h_b = head(t_a), head(t_b)
+    assume(h_b - h_a >= 2)
+    c = data.draw(st.integers(h_a + 1, h_b - 1))
+    t, lower = append_time(c, [(h_a, t_a)], [(h_b, t_b)])
+    assert not lower
+    assert abs(t - (c + phase) / rate) <= 0.5 / rate + 1e-6 * max(1.0, t_b)
 
 
 def test_append_time_ignores_wrong_side_and_nan_candidates():
@@ -138,15 +166,15 @@ def test_static_commit_lag_grows_with_now():
     rows = [(0, T0, T0), (100, T0 + 60, T0 + 60)]
     first = lag(rows, 50, T0 + 1000, commit_first=T0 + 60, commit_last=T0 + 120)
     later = lag(rows, 50, T0 + 5000, commit_first=T0 + 60, commit_last=T0 + 120)
-    assert first.seconds == pytest.approx(1000 - 30)
-    assert later.seconds == pytest.approx(5000 - 30)
+    assert first.seconds == pytest.approx(1000 - 30.3)
+    assert later.seconds == pytest.approx(5000 - 30.3)
 
 
 def test_advanced_commit_is_evaluated_at_its_sample_time():
     rows = [(0, T0, T0), (100, T0 + 60, T0 + 60)]
     p = lag(rows, 50, T0 + 5000, commit_first=T0 + 120, commit_last=T0 + 120)
     assert p.at == T0 + 120
-    assert p.seconds == pytest.approx(90)
+    assert p.seconds == pytest.approx(120 - 30.3)
 
 
 # ---------------------------------------------------------------- properties on whole histories
@@ -245,7 +273,7 @@ def test_flat_run_uses_its_latest_time():
 def test_live_head_is_the_newest_point():
     rows = [(100, T0, T0 + 60), (150, T0 + 120, T0 + 120)]
     now = T0 + 120
-    assert lag(rows, 120, now).seconds == pytest.approx(now - (T0 + 60 + 20 / 50 * 60))
+    assert lag(rows, 120, now).seconds == pytest.approx(now - (T0 + 60 + 20.5 / 50 * 60))
     assert lag(rows, 150, now).seconds == 0
     assert lag(rows, 170, now).seconds == 0  # c > h: clamp, never negative
 
