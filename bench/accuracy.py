@@ -23,7 +23,9 @@ otherwise: the reporter follows the sample anyway).
 
 The truth: for each group, a testing.traffic Truth reader records every ~0.15 s the age of
 the message at each committed offset (its own timestamp, read from Kafka), max over the
-partitions. lag.json is read every report interval, and each group's lag_seconds is compared:
+partitions. lag.json is read once a second on average, at random instants (--seed; a fixed 1 s
+step would hold every read at one phase of the consumers' 0.5 s commit timer), and each
+group's lag_seconds is compared:
 
   (a) with the true lag at the instant the report is read (what a user polling it gets);
   (b) with the true lag at the report's calculated_at, the instant lagmon says the value holds.
@@ -43,9 +45,10 @@ that reads message timestamps itself every 5 s. Two forms of that exporter are j
   - EXPORTER_5S, the figures the issue measured on its own traffic (steady = a live group,
     delay = a group steadily behind, stopped, unconsumed = a burst past a caught-up group);
   - the same exporter modelled in THIS run on the same traffic and truth: at every tick of its
-    cycle (the sampling interval, half an interval off the reads' phase) it reads the true lag (the truth
-    recorder's value then: the age of the message at each committed offset, in fractional
-    seconds) and shows it until its next tick. "exporter int" is that value rounded to whole
+    cycle (the sampling interval) it reads the true lag (the truth recorder's value then: the
+    age of the message at each committed offset, in fractional seconds) and shows it until its
+    next tick, pooled over 8 phases of its cycle (EXPORTER_PHASES: an exporter at a random
+    phase). "exporter int" is that value rounded to whole
     seconds as lag_seconds is; "int floor" is the error of the truth itself rounded to whole
     seconds at the instant of the read: no integer lag_seconds, however fresh, does better.
 """
@@ -56,6 +59,7 @@ import argparse
 import bisect
 import calendar
 import math
+import random
 import statistics
 import sys
 import threading
@@ -88,6 +92,9 @@ EXPORTER_5S = {
 }
 UNCONSUMED_STOP, UNCONSUMED_BURST = 55.0, 65.0
 STOP_AT, RESUME_AT = 70.0, 160.0  # the stopped pattern's consumer
+# The modelled exporter's tick phases, as fractions of its cycle (golden-ratio steps: none of
+# them a simple fraction that could line up with the consumers' 0.5 s commit timer).
+EXPORTER_PHASES = [(0.5 + 0.6180339887 * j) % 1.0 for j in range(8)]
 # Judged on their own too: a pattern's readings within a window of the run (seconds from start).
 PHASES = {"stopped (growing)": ("stopped", STOP_AT + 2.0, RESUME_AT)}
 
@@ -255,6 +262,7 @@ def main() -> int:
         default=2.0,
         help="offline_sample_interval_seconds = this x sample_interval_seconds",
     )
+    parser.add_argument("--seed", type=int, default=12, help="seed of the random read instants")
     parser.add_argument(
         "--naive-window", type=float, default=20.0, help="seconds of production rate for naive"
     )
@@ -332,6 +340,10 @@ def main() -> int:
                 stages += [StageProcess("sampler", cfg), StageProcess("reporter", cfg)]
             stopped_state = "running"
             unconsumed_stopped = False
+            # Reads come at random instants, one a second on average: at a fixed 1 s step they
+            # would sit at one phase of the consumers' 0.5 s commit timer for the whole run
+            # (and so would lagmon's samples), and the errors would measure that phase's luck.
+            reads = random.Random(args.seed)
             next_read = time.monotonic() + 1.0
             end = time.monotonic() + duration
             while time.monotonic() < end:
@@ -350,7 +362,7 @@ def main() -> int:
                     rep = read_report(cfg.parent / "lag.json")
                     if rep is not None:
                         readings[interval].append((time.time(), rep))
-                next_read += 1.0
+                next_read += reads.uniform(0.5, 1.5)
                 time.sleep(max(0.0, next_read - time.monotonic()))
         finally:
             codes = [s.stop() for s in stages]
@@ -412,15 +424,16 @@ def judge(readings, recorders, pairs, started, args, dump) -> list[dict]:
                     if "lag_seconds_exact" in e:
                         r["ax"].append(abs(e["lag_seconds_exact"] - truth_now))
                     r["floor"].append(abs(round(truth_now) - truth_now))
-                    # The timestamp-reading exporter: what it read at its last tick, shown since.
-                    # Its ticks are half an interval off the reads' phase (the reads come every
-                    # second from the start: ticks on the start would make it always fresh at 1 s).
-                    phase = started + interval / 2
-                    tick = phase + (read_at - phase) // interval * interval
-                    shown = rec.truth_at(tick)
-                    if shown is not None:
-                        r["exp"].append(abs(shown - truth_now))
-                        r["exp_int"].append(abs(round(shown) - truth_now))
+                    # The timestamp-reading exporter: what it read at its last tick, shown since,
+                    # pooled over EXPORTER_PHASES of its cycle (an exporter at a random phase; a
+                    # phase that is a multiple of the commit timer would make it look fresh).
+                    for phase in EXPORTER_PHASES:
+                        first = started + phase * interval
+                        tick = first + (read_at - first) // interval * interval
+                        shown = rec.truth_at(tick)
+                        if shown is not None:
+                            r["exp"].append(abs(shown - truth_now))
+                            r["exp_int"].append(abs(round(shown) - truth_now))
                 claimed = parse_utc(e["calculated_at"])
                 then = rec.truth_range(claimed, claimed + 1.0)
                 truth_then = None
@@ -564,7 +577,7 @@ def report(results, recorders, args, started, ended, codes, workdir) -> None:
         f"{r['pattern']} at {r['interval']:g} s: {r['missing']}" for r in results if r["missing"]
     )
     print(
-        f"\ntruth recorded every (median s): {periods}; lag.json read every 1 s from {args.warmup:.0f} s to "
+        f"\ntruth recorded every (median s): {periods}; lag.json read at random instants, 1 a second on average, from {args.warmup:.0f} s to "
         f"{ended - started:.0f} s; stage exit codes {codes}"
         f"{'; readings without the group: ' + missing if missing else ''}.\n"
         f"Every reading: {workdir / 'readings.csv'}"
