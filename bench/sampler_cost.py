@@ -80,6 +80,18 @@ SCALED_RATIO = 2.0  # --scale 10 (issue 14): within 2x the floor,
 SCALED_RSS_MB = 200.0  # a sampler under 200 MB,
 REPORT_SECONDS = 1.0  # and a report still under 1 s
 SETUP_TIMEOUT = 300.0
+PRODUCE_TIMEOUT = 60.0  # one message to every partition, an iteration outside the timed region
+# The benchmark topics' index files. Kafka creates each segment's offset and time index as a sparse
+# file of segment.index.bytes (10 MB by default) and memory-maps it; a partition's first index entry
+# faults the mapping in, and the kernel reads ahead into the file's hole, zero-filling pages. On the
+# development VM the disk reads ahead 8 MB (/sys/block/vda/queue/read_ahead_kb = 8192): 16 MB of
+# memset per partition, about 20 ms of broker CPU, one partition after another on the producer's
+# connection. The first iteration after fill_to is every partition's first index entry (fill_to writes
+# a partition's messages in one batch), so with 10 MB indexes it took 40-60 s for 2,000 partitions
+# and flush(60) left 400-870 messages undelivered (perf: 85% of the broker in zero_user_segments
+# under filemap_fault). 64 KB holds 8,192 entries: far more than a 1 MB segment (testing/broker.py)
+# needs at one entry per 4 KB (index.interval.bytes); a fuller index only rolls the segment.
+INDEX_BYTES = 64 * 1024
 
 
 # --------------------------------------------------------------------------- cluster
@@ -106,7 +118,10 @@ class Cluster:
         missing = [t for t in self.topics if t not in existing]
         for i in range(0, len(missing), 100):  # a broker refuses too many partitions in one request
             futures = self.admin.create_topics(
-                [NewTopic(t, self.partitions, 1) for t in missing[i : i + 100]],
+                [
+                    NewTopic(t, self.partitions, 1, config={"segment.index.bytes": str(INDEX_BYTES)})
+                    for t in missing[i : i + 100]
+                ],
                 operation_timeout=60,
                 request_timeout=60,
             )
@@ -145,13 +160,25 @@ class Cluster:
                     raise
                 time.sleep(1)
 
-    def produce_one_each(self) -> None:
+    def produce_one_each(self, timeout: float = PRODUCE_TIMEOUT) -> float:
+        """One message to every partition, all delivered within `timeout` s; returns the seconds taken."""
+        failed: dict[str, int] = {}
+
+        def delivered(err, _msg):
+            if err is not None:
+                failed[err.name()] = failed.get(err.name(), 0) + 1
+
+        t0 = time.monotonic()
         for t in self.topics:
             for p in range(self.partitions):
-                self.producer.produce(t, b"x" * 32, partition=p)
-        left = self.producer.flush(60)
-        if left:
-            raise RuntimeError(f"{left} messages not delivered")
+                self.producer.produce(t, b"x" * 32, partition=p, on_delivery=delivered)
+        left = self.producer.flush(timeout)
+        if left or failed:
+            raise RuntimeError(
+                f"{left} of {len(self.topics) * self.partitions} messages not delivered within {timeout:g} s"
+                f"; delivery errors: {failed or 'none'} (a broker slow to append: see INDEX_BYTES)"
+            )
+        return time.monotonic() - t0
 
     def fill_to(self, minimum: int) -> bool:
         """Produce until every head is >= minimum (once: later runs reuse the data); bounded retries,
@@ -483,6 +510,9 @@ def main() -> int:
         t0 = time.monotonic()
         created = cluster.ensure_topics()
         cluster.fill_to(HISTORY_HEADS + 20 if with_history else 2)  # room below the heads for a full history
+        # One iteration's messages before any is timed: every partition's first index entry after
+        # fill_to's batch (slow on topics an older run made with 10 MB indexes: see INDEX_BYTES).
+        settle = cluster.produce_one_each(SETUP_TIMEOUT)
         heads = cluster.heads()
         listed = {g.group_id for g in cluster.admin.list_consumer_groups(request_timeout=30).result(60).valid}
         reused_groups = sum(g in listed for g in cluster.groups)
@@ -493,7 +523,7 @@ def main() -> int:
             f"# cluster: {len(cluster.topics)} topics x {args.partitions} partitions = "
             f"{len(heads)} partitions; {len(cluster.groups)} groups x 20 partitions = "
             f"{len(cluster.groups) * 20} commits; topics created {created}, groups reused {reused_groups}; "
-            f"setup {time.monotonic() - t0:.1f} s",
+            f"setup {time.monotonic() - t0:.1f} s (its one message to every partition {settle:.1f} s)",
             flush=True,
         )
 

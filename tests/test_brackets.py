@@ -13,8 +13,8 @@ import random
 import pytest
 
 from lagmon import thinning
-from lagmon.store import GroupStatus, Store
-from lagmon.store.cache import TAIL_ROWS
+from lagmon.store import GroupStatus, Store, samples
+from lagmon.store.cache import TAIL_ROWS, Brackets
 from tests.helpers import raw
 
 TOPICS = {"a": 3, "b": 2}
@@ -143,3 +143,41 @@ def test_another_writer_moves_the_epoch_and_the_mirror_reloads(tmp_path):
     other.close()
     assert store.lag_inputs([("g", "t")]) == []  # not the mirror's stale row
     assert store._brackets.epoch != before
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("rows_per_statement", [1, 4])
+def test_record_commits_in_multi_row_statements_writes_what_the_sql_does(
+    tmp_path, monkeypatch, seed, rows_per_statement
+):
+    """record_commits' rows go in statements of ROWS_PER_STATEMENT rows (and the rest one by
+    one), in key order: the same rows, advanced keys and mirror as the SQL path, whatever the
+    order of the commits given and however they split into statements."""
+    monkeypatch.setattr(samples, "ROWS_PER_STATEMENT", rows_per_statement)
+    cached_path, plain_path = str(tmp_path / "cached.db"), str(tmp_path / "plain.db")
+    cached, plain = Store(cached_path), Store(plain_path)
+    cached.enable_brackets()
+    script = Script(seed)
+    shuffle = random.Random(seed).shuffle
+    try:
+        for i in range(40):
+            heads, commits, anchors, other = script.sample(i)
+            order = list(commits.items())
+            shuffle(order)
+            step = (heads, dict(order), anchors, other)
+            at = 1000.0 + 10 * i
+            if i % 7 == 3:  # the same sample time again: runs that begin at `at` already exist
+                at -= 10
+            assert replay(cached, step, at) == replay(plain, step, at), f"advanced at sample {i}"
+            mirror = cached._brackets  # before another writer moves the epoch: as the file has it
+            assert mirror is not None and mirror.epoch is not None
+            reloaded = Brackets()
+            reloaded.load(mirror.epoch, [], [], [], raw(cached_path, "SELECT * FROM latest_commits"))
+            assert mirror.commits == reloaded.commits, f"mirror at sample {i}"
+            for name in ("latest_commits", "consumer_commits"):
+                assert table(cached_path, name) == table(plain_path, name), f"{name} at sample {i}"
+            for path in (cached_path, plain_path):
+                housekeeping(path, other, at)
+    finally:
+        cached.close()
+        plain.close()

@@ -19,6 +19,28 @@ from lagmon.store.figures import FiguresStore
 from lagmon.store.rows import LagInput, lag_input
 
 CommitKey = tuple[str, str, int]
+ROWS_PER_STATEMENT = 500  # rows of one multi-row INSERT (6 values each)
+_MULTI: dict[tuple[str, int], str] = {}
+
+
+def _run_key(row: tuple) -> tuple:
+    """An END_RUN row's consumer_commits key: (first_seen, group_id, topic, partition)."""
+    return row[1:]
+
+
+def _insert(db: sqlite3.Connection, statement: str, rows: list[tuple]) -> None:
+    """executemany(statement, rows), but ROWS_PER_STATEMENT rows per statement (sql.multi_row);
+    the rest, fewer, one by one. Within one statement the rows go in in the order given."""
+    width = len(rows[0]) if rows else 1
+    n = min(ROWS_PER_STATEMENT, db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // width)
+    whole = len(rows) - len(rows) % n if n > 1 else 0
+    if whole:
+        multi = _MULTI.get((statement, n))
+        if multi is None:
+            multi = _MULTI[(statement, n)] = sql.multi_row(statement, n)
+        for i in range(0, whole, n):
+            db.execute(multi, [v for row in rows[i : i + n] for v in row])
+    db.executemany(statement, rows[whole:])
 
 
 class SampleStore(FiguresStore):
@@ -124,7 +146,8 @@ class SampleStore(FiguresStore):
                     continue
                 _g, _t, _p, prev_offset, first, last = prev
                 if prev_offset == o:  # the same run: only its last_seen moves
-                    latest.append((g, t, p, o, first, last if last >= at else at))
+                    if last < at:  # (else the row stays as it is)
+                        latest.append((g, t, p, o, first, at))
                     continue
                 if last != first:
                     ended.append((last, first, g, t, p))
@@ -132,10 +155,14 @@ class SampleStore(FiguresStore):
                     advanced.add(key)
                 runs.append((g, t, p, at, o, at))
                 latest.append((g, t, p, o, at, (last if last >= at else at) if first == at else at))
+            # Each list in its table's primary-key order (the rows of one call have distinct keys,
+            # so the order changes no result): the rows then go to the pages one after another.
+            ended.sort(key=_run_key)
             db.executemany(sql.END_RUN, ended)
-            db.executemany(sql.NEW_RUN, runs)
-            db.executemany(sql.PUT_LATEST_COMMIT, latest)
-        self._mirror(brackets.set_commits, latest)
+            runs.sort()  # consumer_commits: (first_seen = at, group_id, topic, partition)
+            _insert(db, sql.NEW_RUN, runs)
+            _insert(db, sql.PUT_LATEST_COMMIT, sorted(latest))
+        self._mirror(brackets.set_commits, latest)  # in the order of `commits`, as before
         return advanced
 
     def _record_commits_sql(self, commits: Mapping[CommitKey, int], at: float) -> set[CommitKey]:
