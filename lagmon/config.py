@@ -14,15 +14,24 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 
+from lagmon.config_rules import (
+    FAILED,
+    MECHANISMS,
+    PROTOCOLS,
+    check_intervals,
+    check_librdkafka_duplicates,
+    check_output_paths,
+    check_relative_paths,
+    check_security,
+    problem,
+)
 from lagmon.convert import (
-    NO_VALUE,
     Invalid,
     boolean,
     bootstrap_servers,
@@ -37,28 +46,11 @@ from lagmon.convert import (
     optional,
     patterns,
     positive_seconds,
-    show,
     string,
 )
 from lagmon.secrets import MASK, is_secret
 
 __all__ = ["MASK", "Config", "ConfigError", "expand", "is_secret", "load", "masked", "parse"]
-
-PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
-MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "GSSAPI", "OAUTHBEARER")
-USER_PASSWORD_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
-TLS_PROTOCOLS = ("SSL", "SASL_SSL")
-SASL_PROTOCOLS = ("SASL_PLAINTEXT", "SASL_SSL")
-# librdkafka properties that duplicate a first-class kafka.* key (the passthrough wins).
-LIBRDKAFKA_DUPLICATES = {
-    "bootstrap.servers": "bootstrap_servers",
-    "security.protocol": "security_protocol",
-    "sasl.mechanism": "sasl_mechanism",
-    "sasl.mechanisms": "sasl_mechanism",
-    "sasl.username": "sasl_username",
-    "sasl.password": "sasl_password",
-    "ssl.ca.location": "ssl_ca_location",
-}
 
 
 class ConfigError(Exception):
@@ -234,13 +226,13 @@ def parse(text: str, source: str = "<config>") -> Config:
             errors.append(_unknown(str(name), str(name), list(SCHEMA), "section"))
     values = {name: _section(name, data.get(name), errors) for name in SCHEMA}
     if values["monitoring"] is not None:
-        _check_intervals(values["monitoring"], errors)
+        check_intervals(values["monitoring"], errors)
     if values["kafka"] is not None:
-        _check_security(values["kafka"], errors, warnings)
-        _check_librdkafka_duplicates(values["kafka"], warnings)
+        check_security(values["kafka"], errors, warnings)
+        check_librdkafka_duplicates(values["kafka"], warnings)
     if values["output"] is not None:
-        _check_output_paths(values["output"], errors, warnings)
-    _check_relative_paths(values, warnings)
+        check_output_paths(values["output"], errors, warnings)
+    check_relative_paths(values, warnings)
     if errors:
         raise ConfigError(errors)
     sections = {name: SCHEMA[name][0](**(values[name] or {})) for name in SCHEMA}  # None only with errors
@@ -248,15 +240,6 @@ def parse(text: str, source: str = "<config>") -> Config:
 
 
 # --------------------------------------------------------------------------- validate
-
-_FAILED = object()  # the key's own value was invalid (already reported): skip cross-key rules
-
-
-def _line(where: str, rule: str, value: Any = NO_VALUE, secret: bool = False) -> str:
-    if value is NO_VALUE:
-        return f"config error: {where}: {rule}"
-    shown = MASK if secret and value not in (None, "") else show(value)
-    return f"config error: {where}: {rule} (got {shown})"
 
 
 def _unknown(where: str, key: str, known: list[str], kind: str) -> str:
@@ -276,15 +259,15 @@ def _default(f: dataclasses.Field) -> Any:
         return f.default
     if f.default_factory is not dataclasses.MISSING:
         return f.default_factory()
-    return _FAILED
+    return FAILED
 
 
 def _section(name: str, raw: Any, errors: list[str]) -> dict[str, Any] | None:
-    """{key: typed value, or _FAILED}; None if the section is not a mapping. Null means "defaults"."""
+    """{key: typed value, or FAILED}; None if the section is not a mapping. Null means "defaults"."""
     cls, converters = SCHEMA[name]
     raw = {} if raw is None else raw
     if not isinstance(raw, dict):
-        errors.append(_line(name, f"must be a mapping of keys to values, not {kind_of(raw)}", raw))
+        errors.append(problem(name, f"must be a mapping of keys to values, not {kind_of(raw)}", raw))
         return None
     for key in raw:
         if key not in converters:
@@ -294,108 +277,15 @@ def _section(name: str, raw: Any, errors: list[str]) -> dict[str, Any] | None:
         where, raw_value = f"{name}.{f.name}", raw.get(f.name)
         if raw_value is None:
             values[f.name] = _default(f)
-            if values[f.name] is _FAILED:
-                errors.append(_line(where, "is required" if f.name in raw else "required key is missing"))
+            if values[f.name] is FAILED:
+                errors.append(problem(where, "is required" if f.name in raw else "required key is missing"))
             continue
         try:
             values[f.name] = converters[f.name](expand_all(raw_value))
         except Invalid as exc:
-            errors.append(_line(where, exc.rule, exc.value, secret=is_secret(f.name)))
-            values[f.name] = _FAILED
+            errors.append(problem(where, exc.rule, exc.value, secret=is_secret(f.name)))
+            values[f.name] = FAILED
     return values
-
-
-def _check_intervals(m: dict[str, Any], errors: list[str]) -> None:
-    sample, offline = m["sample_interval_seconds"], m["offline_sample_interval_seconds"]
-    if sample is not _FAILED and offline is not _FAILED and offline < sample:
-        errors.append(
-            _line(
-                "monitoring.offline_sample_interval_seconds",
-                f"must be >= monitoring.sample_interval_seconds ({sample})",
-                offline,
-            )
-        )
-
-
-def _check_security(k: dict[str, Any], errors: list[str], warnings: list[str]) -> None:
-    """The spec's SASL/TLS note: what is required, and what is set but ignored."""
-    protocol, mechanism = k["security_protocol"], k["sasl_mechanism"]
-    if protocol is _FAILED:
-        return
-    credentials = ("sasl_username", "sasl_password")
-    given = [key for key in credentials if k[key] not in (None, "", _FAILED)]
-    if protocol in SASL_PROTOCOLS and mechanism is None:
-        errors.append(
-            _line(
-                "kafka.sasl_mechanism",
-                f"is required when security_protocol is {protocol} (one of {', '.join(MECHANISMS)})",
-                None,
-            )
-        )
-    elif protocol in SASL_PROTOCOLS and mechanism in USER_PASSWORD_MECHANISMS:
-        for key in credentials:
-            if k[key] in (None, ""):
-                errors.append(
-                    _line(f"kafka.{key}", f"is required when sasl_mechanism is {mechanism}", k[key])
-                )
-    elif protocol in SASL_PROTOCOLS and mechanism is not _FAILED and given:
-        warnings.append(f"{_names(given)} set but not used by sasl_mechanism {mechanism}; ignored")
-    elif protocol not in SASL_PROTOCOLS:
-        unused = [key for key in ("sasl_mechanism", *credentials) if k[key] not in (None, "", _FAILED)]
-        if unused:
-            text = f"{_names(unused)} set but security_protocol is {protocol} (no SASL), so ignored"
-            if len(given) == 1:
-                missing = "sasl_password" if given == ["sasl_username"] else "sasl_username"
-                text += f"; the SASL credentials are also incomplete (kafka.{missing} is missing)"
-            warnings.append(text)
-    _check_ca(protocol, k["ssl_ca_location"], errors, warnings)
-
-
-def _check_ca(protocol: str, ca: Any, errors: list[str], warnings: list[str]) -> None:
-    if ca is _FAILED:
-        return
-    if protocol in TLS_PROTOCOLS and not ca:
-        errors.append(_line("kafka.ssl_ca_location", f"is required when security_protocol is {protocol}", ca))
-    elif protocol in TLS_PROTOCOLS and not os.path.isfile(ca):
-        errors.append(_line("kafka.ssl_ca_location", "file does not exist", ca))
-    elif protocol not in TLS_PROTOCOLS and ca:
-        warnings.append(f"kafka.ssl_ca_location set but security_protocol is {protocol} (no TLS), so ignored")
-
-
-def _check_librdkafka_duplicates(k: dict[str, Any], warnings: list[str]) -> None:
-    if k["librdkafka"] is _FAILED:
-        return
-    for name in k["librdkafka"]:
-        if name in LIBRDKAFKA_DUPLICATES:
-            key = LIBRDKAFKA_DUPLICATES[name]
-            warnings.append(f"kafka.librdkafka property {name!r} overrides kafka.{key}")
-
-
-def _check_output_paths(o: dict[str, Any], errors: list[str], warnings: list[str]) -> None:
-    json_path, prom_path = o["json_path"], o["prometheus_path"]
-    if not isinstance(prom_path, str):
-        return
-    if isinstance(json_path, str) and os.path.realpath(json_path) == os.path.realpath(prom_path):
-        errors.append(_line("output.prometheus_path", "must differ from output.json_path", prom_path))
-    elif not prom_path.endswith(".prom"):
-        warnings.append(
-            f"output.prometheus_path {prom_path!r} does not end in .prom: "
-            "node_exporter's textfile collector reads only *.prom files"
-        )
-
-
-def _check_relative_paths(values: dict[str, Any], warnings: list[str]) -> None:
-    for section, key in (("database", "path"), ("output", "json_path"), ("output", "prometheus_path")):
-        path = (values[section] or {}).get(key, _FAILED)
-        if isinstance(path, str) and not os.path.isabs(path):
-            warnings.append(
-                f"{section}.{key} {path!r} is relative: each lagmon process resolves it "
-                "against its own working directory"
-            )
-
-
-def _names(keys: list[str]) -> str:
-    return ", ".join(f"kafka.{key}" for key in keys)
 
 
 # --------------------------------------------------------------------------- show

@@ -39,7 +39,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a script: its own directory is on sys.path, not the repo
     sys.path.insert(0, str(REPO))
 
-from testing.broker import DEFAULT_VERSION, HOST, Broker, default_version  # noqa: E402
+from testing.broker import DEFAULT_VERSION, HEAP_MB, HOST, Broker, default_version  # noqa: E402
 from testing.fetch import Failure, log  # noqa: E402
 
 
@@ -61,6 +61,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="data, log and pid files (default ${TMPDIR:-/tmp}/lagmon-kafka-<port>)",
     )
     parser.add_argument(
+        "--heap-mb", type=int, default=HEAP_MB, help=f"the broker's maximum heap (default {HEAP_MB})"
+    )
+    parser.add_argument(
         "--keep-data",
         action="store_true",
         help="stop: keep the data directory; start: reuse it if already formatted",
@@ -69,7 +72,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> int:
-    broker = Broker(args.port, args.sasl_port, args.controller_port, args.workdir, args.version)
+    broker = Broker(
+        args.port, args.sasl_port, args.controller_port, args.workdir, args.version, heap_mb=args.heap_mb
+    )
     if args.command == "fetch":
         started = time.monotonic()
         lib = broker.fetch()

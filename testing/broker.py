@@ -43,7 +43,7 @@ USERS = {"admin": "admin-secret", "lagmon": "lagmon-secret"}
 READY_TIMEOUT = 90.0  # seconds from launching java until the broker answers
 STOP_TIMEOUT = 30.0  # seconds between SIGTERM and SIGKILL
 FORMAT_TIMEOUT = 120.0  # seconds for kafka.tools.StorageTool format
-HEAP = "-Xmx512m"
+HEAP_MB = 512  # the broker's maximum heap; a cluster of many thousand partitions needs more
 OFFSETS_PARTITIONS = 4  # __consumer_offsets partitions: few, so the coordinator loads fast
 
 
@@ -82,8 +82,12 @@ class Broker:
         workdir: Path | str | None = None,
         version: str | None = None,
         tls: TlsListeners | None = None,
+        heap_mb: int = HEAP_MB,
     ):
         self.port, self.sasl_port, self.controller_port = port, sasl_port, controller_port
+        if not 128 <= heap_mb <= 16384:
+            raise Failure(f"heap of {heap_mb} MB: must be 128 to 16384 MB", 2)
+        self.heap_mb = heap_mb
         self.tls = tls
         self.version = version or default_version()
         major(self.version)  # a bad version fails here, before anything is touched
@@ -168,7 +172,7 @@ class Broker:
         props.chmod(0o600)  # it may hold the keystore password
         jvm = [
             java,
-            HEAP,
+            f"-Xmx{self.heap_mb}m",
             "-Xms128m",
             "-XX:+UseG1GC",
             "-Djava.awt.headless=true",
