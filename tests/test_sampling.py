@@ -243,6 +243,37 @@ def test_commit_below_history_is_anchored_once_on_the_message_time(env):
     assert status.lag_seconds == pytest.approx(1010.0 - 400.0, abs=1)
 
 
+def test_an_anchor_batch_that_overruns_its_budget_is_halved_until_it_fits(env, monkeypatch):
+    """A client that runs out of its budget on any batch of more than 3 timestamps (as the log
+    bounds of 18,000 partitions did in 2 s) answers nothing for it: the batch must shrink, or no
+    anchor is ever read, and every key must be asked again later, none marked as read."""
+    from lagmon.stages import evaluate
+
+    monkeypatch.setattr(evaluate, "MIN_ANCHOR_BATCH", 1)
+    cfg, store, kafka = env
+    kafka.topic_partitions["orders"] = 8
+    kafka.head = {("orders", p): 500 for p in range(8)}
+    kafka.commits["g1"] = {("orders", p): 20 for p in range(8)}
+    kafka.times = {("orders", p, 20): (20, 400.0) for p in range(8)}
+    answer = kafka.message_times
+
+    def within_budget(wanted, **kw):
+        wanted = list(wanted)
+        return answer(wanted, **kw) if len(wanted) <= 3 else (kafka.calls.append(("overran",)) or {})
+
+    kafka.message_times = within_budget  # type: ignore[method-assign]
+    sampler = sampler_at(cfg, store, kafka)
+    sizes = []
+    for k in range(8):  # 100 s apart: due at every step, OFFLINE or not
+        sampler.step(1000.0 + 100 * k)
+        sizes.append(sampler.anchor_batch)
+    assert sizes[:2] == [4, 2], sizes  # 8 asked, overran: 4; overran again: 2; then fits
+    inputs = [i for i in store.lag_inputs() if i.topic == "orders"]
+    assert all(i.anchor_below == (20, 400.0) for i in inputs), inputs
+    status = store.group_statuses()[("g1", "orders")]
+    assert status.lag_seconds == pytest.approx(1700.0 - 400.0, abs=1)
+
+
 def test_commit_on_a_deleted_message_anchors_the_next_one_as_a_lower_bound(env):
     cfg, store, kafka = env
     kafka.head = {("orders", 0): 500, ("orders", 1): 0}

@@ -72,8 +72,15 @@ class AnchorReads:
         what = f"reading message timestamps on {len(parts)} partitions"
         lows = self._issue_list_offsets(parts, OffsetSpec.earliest(), what, deadline)
         highs = self._issue_list_offsets(parts, OffsetSpec.latest(), what, deadline)
-        earliest = self._collect_offsets(lows, what, deadline)
-        latest = self._collect_offsets(highs, what, deadline)
+        try:
+            earliest = self._collect_offsets(lows, what, deadline)
+            latest = self._collect_offsets(highs, what, deadline)
+        except KafkaUnavailable:
+            if time.monotonic() < deadline:
+                raise  # refused or unreachable before the budget ran out: an outage
+            # The budget ran out on the log bounds (a big batch, a short interval): no anchor
+            # is read, and every key is left for a later sample, as a late message read is.
+            return {}
         result: dict[Key, Found] = {}
         pending: dict[tuple[str, int], list[tuple[int, int]]] = {}  # partition -> [(start, offset asked)]
         for t, p, o in keys:

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 # a first start on a big cluster or a mass reset to earliest cannot stall a sample:
 # what is not read now is read at the next sample.
 MAX_ANCHOR_READS = 20_000
+MIN_ANCHOR_BATCH = 100  # the smallest batch it halves to
 ANCHOR_BUDGET_MIN, ANCHOR_BUDGET_MAX = 2.0, 10.0
 
 
@@ -52,8 +53,9 @@ def read_anchors(sampler: Sampler, inputs, result: SampleResult) -> set[tuple[st
     idle head, all in one batch; returns the group/topics that got new anchors."""
     wanted: dict[tuple[str, int, int], None] = {}
     owners: dict[tuple[str, int, int], set[tuple[str, str]]] = {}
+    batch = sampler.anchor_batch
     for inp in inputs:
-        if len(wanted) >= MAX_ANCHOR_READS:
+        if len(wanted) >= batch:
             break
         if not (below_history(inp) or at_an_idle_head(inp)):
             continue
@@ -71,6 +73,20 @@ def read_anchors(sampler: Sampler, inputs, result: SampleResult) -> set[tuple[st
     budget = min(ANCHOR_BUDGET_MAX, max(ANCHOR_BUDGET_MIN, interval / 2))
     found = sampler.client.message_times(list(wanted), budget=budget, deadline=sampler.deadline)
     result.anchors_read = len(found)
+    # A batch that did not fit the budget is halved for the next sample (else the same batch
+    # would run out of time on every sample and no anchor would ever be read); a batch read
+    # whole lets the next one double, back up to MAX_ANCHOR_READS.
+    if len(found) < len(wanted):
+        sampler.anchor_batch = max(MIN_ANCHOR_BATCH, len(wanted) // 2)
+        sampler.log.info(
+            "read %d of %d message timestamps within the %.1f s budget; the rest wait, %d per sample next",
+            len(found),
+            len(wanted),
+            budget,
+            sampler.anchor_batch,
+        )
+    elif len(wanted) >= batch:
+        sampler.anchor_batch = min(MAX_ANCHOR_READS, 2 * batch)
     anchors, gone, touched = [], 0, set()
     for (topic, partition, committed), answer in found.items():
         sampler.anchored.add((topic, partition, committed))

@@ -79,6 +79,7 @@ class Sampler(Listing):
         for (topic, _p), row in store.latest_heads().items():
             self.topic_sampled[topic] = max(self.topic_sampled.get(topic, 0.0), row.last_seen)
         self.anchored: set[tuple[str, int, int]] = set()
+        self.anchor_batch = MAX_ANCHOR_READS  # halved while a batch overruns its budget
         self._present: set[str] = set()
         self._start_listing()
         self.last_result = SampleResult()
