@@ -261,7 +261,7 @@ def test_an_anchor_batch_that_overruns_its_budget_is_halved_until_it_fits(env, m
         wanted = list(wanted)
         return answer(wanted, **kw) if len(wanted) <= 3 else (kafka.calls.append(("overran",)) or {})
 
-    kafka.message_times = within_budget  # type: ignore[method-assign]
+    kafka.message_times = within_budget
     sampler = sampler_at(cfg, store, kafka)
     sizes = []
     for k in range(8):  # 100 s apart: due at every step, OFFLINE or not
