@@ -152,6 +152,20 @@ def test_a_listener_that_never_answers_is_a_timeout():
     assert info.value.kind == "timeout" and bootstrap in str(info.value)
 
 
+def test_log_bounds_overrunning_the_anchor_budget_leave_every_key_for_a_later_sample():
+    """A listener that answers nothing within the budget (as 18,000 partitions' log bounds did
+    not within 2 s): the timestamps are left out, not taken for an outage that fails the sample;
+    an unreachable broker still raises (test above)."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        bootstrap = f"127.0.0.1:{silent.getsockname()[1]}"
+        with KafkaClient(settings(bootstrap, request_timeout_seconds=5.0)) as client:
+            started = time.monotonic()
+            assert client.message_times([("t", 0, 5), ("t", 1, 7)], budget=0.5) == {}
+            assert time.monotonic() - started < 0.5 + 2.0
+
+
 # --------------------------------------------------------------------------- real broker
 
 

@@ -75,9 +75,9 @@ class AnchorReads:
         try:
             earliest = self._collect_offsets(lows, what, deadline)
             latest = self._collect_offsets(highs, what, deadline)
-        except KafkaUnavailable:
-            if time.monotonic() < deadline:
-                raise  # refused or unreachable before the budget ran out: an outage
+        except KafkaUnavailable as exc:
+            if exc.kind != "timeout" or time.monotonic() < deadline:
+                raise  # unreachable, refused, or failed before the budget ran out: an outage
             # The budget ran out on the log bounds (a big batch, a short interval): no anchor
             # is read, and every key is left for a later sample, as a late message read is.
             return {}
